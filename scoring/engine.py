@@ -1,0 +1,125 @@
+"""The scoring engine: institutions and findings in, one rated row per institution out.
+
+Vectorised over the whole district (or the whole country): findings are matched to
+institutions and indicators by integer ids, the units each institution lost per indicator are
+summed with one `np.bincount`, and the measure's arithmetic (all-or-nothing, per unit capped at
+the indicator's points, vetoes, grade bands) is applied to the resulting matrix. No Python loop
+runs over institutions or findings, and nothing here reads or writes anything.
+
+Input frames follow the contract in MEASURES.md as `scoring.inputs` normalises it:
+institutions have unique `uscc` and a `name`; findings have `uscc`, `indicator`,
+`occurred_on` (datetime64), `count` (int >= 1) and `status` (`active` | `revoked`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from scoring.errors import ScoringError
+from scoring.rules import Mode, RuleSet, RulesInForce
+
+RESULT_COLUMNS = ("uscc", "name", "score", "grade", "vetoed", "vetoes")
+"""The leading columns of a rating; one column per indicator code (points kept) follows."""
+
+
+def counted(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
+    """Which findings count for `year`: active ones that occurred in that calendar year."""
+    day = findings["occurred_on"].to_numpy().astype("datetime64[D]")
+    in_year = (day >= np.datetime64(f"{year:04d}-01-01")) & (
+        day < np.datetime64(f"{year + 1:04d}-01-01")
+    )
+    return in_year & (findings["status"].to_numpy() == "active")
+
+
+def units_lost(
+    institutions: pd.DataFrame, findings: pd.DataFrame, codes: list[str], year: int
+) -> npt.NDArray[np.int64]:
+    """Matrix (institution × code) of the units counted against each institution in `year`."""
+    keep = counted(findings, year)
+    uscc = findings["uscc"].to_numpy()[keep]
+    who = pd.Index(institutions["uscc"]).get_indexer(uscc)
+    what = pd.Index(codes).get_indexer(findings["indicator"].to_numpy()[keep])
+    if (who < 0).any():
+        raise ScoringError(f"finding for an institution not in the list: {uscc[who < 0][0]}")
+    if (what < 0).any():
+        unknown = findings["indicator"].to_numpy()[keep][what < 0][0]
+        raise ScoringError(f"finding against an indicator not in force in {year}: {unknown}")
+    n, k = len(institutions), len(codes)
+    cell = who.astype(np.int64) * k + what
+    weights = findings["count"].to_numpy()[keep].astype(np.float64)
+    return np.bincount(cell, weights=weights, minlength=n * k).reshape(n, k).astype(np.int64)
+
+
+def rate(
+    institutions: pd.DataFrame,
+    findings: pd.DataFrame,
+    rules: RuleSet | RulesInForce,
+    year: int | None = None,
+    *,
+    scale: str | None = None,
+) -> pd.DataFrame:
+    """Rate every institution for `year`: score, grade, vetoes and points kept per indicator.
+
+    `rules` is the whole RuleSet (the values in force in `year` on `scale` are picked) or
+    RulesInForce already picked. Row i of the result is institution i of the input.
+    """
+    force = rules if isinstance(rules, RulesInForce) else rules.in_force(_year(year), scale)
+    if not institutions["uscc"].is_unique:
+        raise ScoringError("institution list has duplicate credit codes")
+    indicator_codes = [i.code for i in force.indicators]
+    veto_codes = [v.code for v in force.vetoes]
+    units = units_lost(institutions, findings, indicator_codes + veto_codes, force.year)
+    kept = _points_kept(units[:, : len(indicator_codes)], force)
+    vetoed_by = units[:, len(indicator_codes) :] > 0
+
+    score = kept.sum(axis=1, dtype=np.int64)
+    vetoed = vetoed_by.any(axis=1)
+    grade = _grades(score, force)
+    grade[vetoed] = force.lowest_grade.grade
+
+    result = pd.DataFrame(
+        {
+            "uscc": institutions["uscc"].to_numpy(),
+            "name": institutions["name"].to_numpy(),
+            "score": score,
+            "grade": grade,
+            "vetoed": vetoed,
+            "vetoes": _veto_lists(vetoed_by, veto_codes),
+        }
+    )
+    points = pd.DataFrame(kept, columns=indicator_codes)
+    return pd.concat([result, points], axis=1)
+
+
+def _year(year: int | None) -> int:
+    if year is None:
+        raise ScoringError("a year is needed to pick the rules in force")
+    return year
+
+
+def _points_kept(units: npt.NDArray[np.int64], force: RulesInForce) -> npt.NDArray[np.int16]:
+    points = np.array([i.points for i in force.indicators], dtype=np.int64)
+    per_unit = np.array(
+        [i.deduction if i.rule.mode is Mode.PER else i.points for i in force.indicators],
+        dtype=np.int64,
+    )
+    # All-or-nothing: per_unit == points, so one finding already takes everything.
+    lost = np.minimum(units * per_unit, points)
+    return (points - lost).astype(np.int16)
+
+
+def _grades(score: npt.NDArray[np.int64], force: RulesInForce) -> npt.NDArray[np.object_]:
+    ascending = force.bands[::-1]
+    floors = np.array([b.min for b in ascending])
+    labels = np.array([b.grade for b in ascending], dtype=object)
+    return labels[np.searchsorted(floors, score, side="right") - 1]
+
+
+def _veto_lists(vetoed_by: npt.NDArray[np.bool_], codes: list[str]) -> npt.NDArray[np.object_]:
+    """Each row's tuple of veto codes, by table look-up of the row's bit pattern (no row loop)."""
+    pattern = vetoed_by.astype(np.int64) @ (1 << np.arange(len(codes), dtype=np.int64))
+    table = np.empty(1 << len(codes), dtype=object)
+    table[:] = [tuple(c for j, c in enumerate(codes) if p >> j & 1) for p in range(len(table))]
+    return table[pattern]

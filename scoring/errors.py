@@ -1,0 +1,57 @@
+"""The errors the scorer raises, in one tree so callers can catch at the right depth.
+
+    ScoringError            anything the scorer refuses to do
+    ├── RulesError          a rules file is incoherent: names the file, the rule and the reason
+    ├── InputError          input files have problems: carries every Problem found, not just one
+    └── UnknownInstitution  an explanation was asked for a code not in the institution list
+
+The CLI prints these on stderr and exits non-zero; the service maps them to 4xx problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ScoringError(Exception):
+    """Base class: a request the scorer cannot honour, with a message a person can act on."""
+
+
+class RulesError(ScoringError):
+    def __init__(self, file: str, rule: str, reason: str) -> None:
+        self.file, self.rule, self.reason = file, rule, reason
+        super().__init__(f"{file}: rule {rule}: {reason}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an input file, located precisely enough to fix it."""
+
+    file: str
+    row: int | None  # 1-based data row as a spreadsheet shows it (header = row 1); None = whole file
+    column: str | None
+    value: str | None
+    expected: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.column is not None:
+            where += f", column {self.column}"
+        got = f": got {self.value!r}" if self.value is not None else ""
+        return f"{where}{got}; expected {self.expected}"
+
+
+class InputError(ScoringError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = [f"{len(problems)} problem(s) in the input; nothing was rated:"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class UnknownInstitution(ScoringError):
+    def __init__(self, uscc: str) -> None:
+        self.uscc = uscc
+        super().__init__(f"no institution with credit code {uscc} in the institution list")

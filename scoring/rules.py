@@ -1,0 +1,366 @@
+"""The measure as data: strict models of the YAML files in `rules/`, and the rules in force.
+
+Every number a supervisor may question (points, deductions, grade bands) lives in `rules/`
+with its reference and its `status`; this module only checks that the files make a coherent
+measure and picks the values in force for a year. Values are dated: an amendment adds a new
+dated value, so rating an old year still uses the values that were in force then.
+
+`parse_rules` takes already-parsed documents (file name -> data), so it does no I/O and can be
+fed by tests directly; `service.loading.load_rules` reads the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scoring.errors import RulesError
+
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Points = Annotated[int, Field(ge=1, le=1000, strict=True)]
+DatedPoints = dict[date, Points]
+"""Values keyed by the day they came into force."""
+T = TypeVar("T")
+
+
+class Mode(StrEnum):
+    ALL = "all"  # any finding takes all the indicator's points
+    PER = "per"  # a fixed deduction per unit, capped at the indicator's points (扣完为止)
+
+
+class Unit(StrEnum):
+    OCCURRENCE = "occurrence"  # 次
+    PERSON_TIME = "person_time"  # 人次
+    ITEM = "item"  # 项 (a missing item)
+
+    @property
+    def chinese(self) -> str:
+        return {"occurrence": "次", "person_time": "人次", "item": "项"}[self.value]
+
+
+class Status(StrEnum):
+    CONFIRMED = "confirmed"
+    PROVISIONAL = "provisional"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def value_on(values: Mapping[date, T], day: date) -> T | None:
+    """The value in force on `day`: the latest one dated on or before it (None before the first)."""
+    started = [d for d in values if d <= day]
+    return values[max(started)] if started else None
+
+
+class Indicator(_Strict):
+    code: Code
+    number: Annotated[int, Field(ge=1)]
+    title: str
+    reference: str
+    status: Status
+    points: DatedPoints
+    mode: Mode
+    unit: Unit | None = None
+    deduction: DatedPoints | None = None
+
+    @model_validator(mode="after")
+    def _deduction_matches_mode(self) -> Self:
+        if not self.points:
+            raise ValueError("points needs at least one dated value")
+        if self.mode is Mode.PER and (self.unit is None or not self.deduction):
+            raise ValueError("mode 'per' needs a unit and a dated deduction")
+        if self.mode is Mode.ALL and (self.unit is not None or self.deduction is not None):
+            raise ValueError("mode 'all' takes all points: it has no unit or deduction")
+        return self
+
+
+class Veto(_Strict):
+    code: Code
+    title: str
+    reference: str
+    status: Status
+    in_force_from: date
+
+
+class Band(_Strict):
+    grade: Annotated[str, Field(pattern=r"^[A-Z]$")]
+    min: Annotated[int, Field(ge=0, le=1000)]
+    max: Annotated[int, Field(ge=0, le=1000)]
+    label: str
+
+
+class Scale(_Strict):
+    code: Code
+    title: str
+    reference: str
+    status: Status
+    bands: dict[date, list[Band]]
+
+    @model_validator(mode="after")
+    def _bands_cover_0_to_1000(self) -> Self:
+        if not self.bands:
+            raise ValueError("bands needs at least one dated list")
+        for day, bands in self.bands.items():
+            _check_bands(day, bands)
+        return self
+
+
+def _check_bands(day: date, bands: list[Band]) -> None:
+    """Bands, highest first, must tile 0–1000 exactly: no gap, no overlap, unique grades."""
+    where = f"bands of {day.isoformat()}"
+    if len({b.grade for b in bands}) != len(bands):
+        raise ValueError(f"{where}: a grade appears twice")
+    expected_max = 1000
+    for band in bands:
+        if band.min > band.max:
+            raise ValueError(f"{where}: grade {band.grade} has min {band.min} > max {band.max}")
+        if band.max > expected_max:
+            raise ValueError(
+                f"{where}: grade {band.grade} ({band.min}–{band.max}) overlaps the band above it"
+            )
+        if band.max < expected_max:
+            raise ValueError(
+                f"{where}: no grade covers {band.max + 1}–{expected_max} (gap above {band.grade})"
+            )
+        expected_max = band.min - 1
+    if expected_max != -1:
+        raise ValueError(f"{where}: no grade covers 0–{expected_max}")
+
+
+class Change(_Strict):
+    version: str
+    in_force_from: date
+    note: str
+
+
+class RulesetInfo(_Strict):
+    version: str
+    title: str
+    issued_by: str
+    issued_on: date
+    reference: str
+    total_points: Annotated[int, Field(ge=1)]
+    default_scale: Code
+    changes: list[Change] = []
+
+
+class IndicatorsFile(_Strict):
+    indicators: list[Indicator]
+
+
+class VetoesFile(_Strict):
+    vetoes: list[Veto]
+
+
+class ScalesFile(_Strict):
+    scales: list[Scale]
+
+
+RULE_FILES: dict[str, type[_Strict]] = {
+    "ruleset.yaml": RulesetInfo,
+    "indicators.yaml": IndicatorsFile,
+    "vetoes.yaml": VetoesFile,
+    "scales.yaml": ScalesFile,
+}
+"""The files of a rules directory and the model each must satisfy."""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The whole measure, every dated value included."""
+
+    info: RulesetInfo
+    indicators: tuple[Indicator, ...]
+    vetoes: tuple[Veto, ...]
+    scales: tuple[Scale, ...]
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    def scale(self, code: str | None = None) -> Scale:
+        wanted = code or self.info.default_scale
+        for scale in self.scales:
+            if scale.code == wanted:
+                return scale
+        known = ", ".join(s.code for s in self.scales)
+        raise RulesError("scales.yaml", wanted, f"no such scale (known: {known})")
+
+    def in_force(self, year: int, scale: str | None = None) -> RulesInForce:
+        """The values that rate `year`: those in force on its last day (31 December)."""
+        as_of = date(year, 12, 31)
+        chosen = self.scale(scale)
+        bands = value_on(chosen.bands, as_of)
+        indicators = []
+        for ind in self.indicators:
+            points = value_on(ind.points, as_of)
+            if points is None:
+                continue
+            deduction = value_on(ind.deduction, as_of) if ind.deduction else None
+            indicators.append(IndicatorInForce(ind, points, deduction))
+        if not indicators or bands is None:
+            raise RulesError(
+                "ruleset.yaml",
+                self.info.version,
+                f"no rules were in force in {year} (the measure applies from "
+                f"{self.info.issued_on.isoformat()})",
+            )
+        vetoes = tuple(v for v in self.vetoes if v.in_force_from <= as_of)
+        return RulesInForce(self.info, year, tuple(indicators), vetoes, chosen, tuple(bands))
+
+
+@dataclass(frozen=True)
+class IndicatorInForce:
+    """One indicator with the points and deduction in force for the year being rated."""
+
+    rule: Indicator
+    points: int
+    deduction: int | None  # per unit; None for all-or-nothing indicators
+
+    @property
+    def code(self) -> str:
+        return self.rule.code
+
+
+@dataclass(frozen=True)
+class RulesInForce:
+    """Everything needed to rate one year on one scale, and nothing else."""
+
+    info: RulesetInfo
+    year: int
+    indicators: tuple[IndicatorInForce, ...]
+    vetoes: tuple[Veto, ...]
+    scale: Scale
+    bands: tuple[Band, ...]  # highest grade first
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    @property
+    def lowest_grade(self) -> Band:
+        return self.bands[-1]
+
+    def band_for(self, score: int) -> Band:
+        return next(b for b in self.bands if b.min <= score <= b.max)
+
+    def as_data(self) -> dict[str, Any]:
+        """The rules in force as plain data: what `content_hash` covers and what APIs show."""
+        return {
+            "version": self.version,
+            "year": self.year,
+            "scale": self.scale.code,
+            "indicators": [
+                {
+                    "code": i.code,
+                    "number": i.rule.number,
+                    "title": i.rule.title,
+                    "reference": i.rule.reference,
+                    "status": i.rule.status.value,
+                    "points": i.points,
+                    "mode": i.rule.mode.value,
+                    "unit": i.rule.unit.value if i.rule.unit else None,
+                    "deduction": i.deduction,
+                }
+                for i in self.indicators
+            ],
+            "vetoes": [
+                {"code": v.code, "title": v.title, "reference": v.reference, "status": v.status}
+                for v in self.vetoes
+            ],
+            "bands": [b.model_dump() for b in self.bands],
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the values in force: equal hashes mean the same measure was applied."""
+        canonical = json.dumps(self.as_data(), ensure_ascii=False, sort_keys=True, default=str)
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_rules(documents: Mapping[str, Any]) -> RuleSet:
+    """Check the documents of a rules directory (file name -> parsed YAML) and build the set.
+
+    Raises RulesError naming the file, the rule (its code, or its position when the code itself
+    is missing) and the reason, for the first problem found.
+    """
+    models: dict[str, Any] = {}
+    for file, model in RULE_FILES.items():
+        if file not in documents:
+            raise RulesError(file, "-", "file is missing from the rules directory")
+        try:
+            models[file] = model.model_validate(documents[file])
+        except ValidationError as exc:
+            raise _rules_error(file, documents[file], exc) from None
+    info: RulesetInfo = models["ruleset.yaml"]
+    rules = RuleSet(
+        info=info,
+        indicators=tuple(models["indicators.yaml"].indicators),
+        vetoes=tuple(models["vetoes.yaml"].vetoes),
+        scales=tuple(models["scales.yaml"].scales),
+    )
+    _check_consistency(rules)
+    return rules
+
+
+def _rules_error(file: str, document: Any, exc: ValidationError) -> RulesError:
+    error = exc.errors()[0]
+    loc = error["loc"]
+    rule = "-"
+    # loc is like ("indicators", 11, "points", ...): name the rule by its code when it has one.
+    if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(document, Mapping):
+        items = document.get(str(loc[0])) or []
+        item = items[loc[1]] if loc[1] < len(items) else None
+        code = item.get("code") if isinstance(item, Mapping) else None
+        rule = str(code) if code else f"{loc[0]}[{loc[1]}]"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc)
+    reason = error["msg"]
+    if error["type"] == "extra_forbidden":
+        reason = "unknown key (a typo?)"
+    elif "input" in error and error["type"] not in ("missing",):
+        reason = f"{reason} (got {error['input']!r})"
+    return RulesError(file, rule, f"{field}: {reason}" if field else reason)
+
+
+def _check_consistency(rules: RuleSet) -> None:
+    seen: dict[str, str] = {}
+    for file, code in [("indicators.yaml", i.code) for i in rules.indicators] + [
+        ("vetoes.yaml", v.code) for v in rules.vetoes
+    ]:
+        if code in seen:
+            raise RulesError(file, code, f"duplicate code (already used in {seen[code]})")
+        seen[code] = file
+    numbers = [i.number for i in rules.indicators]
+    for ind in rules.indicators:
+        if numbers.count(ind.number) > 1:
+            raise RulesError("indicators.yaml", ind.code, f"duplicate number {ind.number}")
+        for day in ind.deduction or {}:
+            points = value_on(ind.points, day)
+            deduction = ind.deduction[day] if ind.deduction else 0
+            if points is not None and deduction > points:
+                raise RulesError(
+                    "indicators.yaml",
+                    ind.code,
+                    f"deduction {deduction} on {day.isoformat()} exceeds the points ({points})",
+                )
+    # The points in force must add up to the total on every day any of them changes.
+    change_days = sorted({d for i in rules.indicators for d in i.points})
+    for day in change_days:
+        total = sum(value_on(i.points, day) or 0 for i in rules.indicators)
+        if total != rules.info.total_points:
+            raise RulesError(
+                "indicators.yaml",
+                "-",
+                f"points in force on {day.isoformat()} add up to {total}, "
+                f"not {rules.info.total_points}",
+            )
+    rules.scale(rules.info.default_scale)  # the default scale must exist
