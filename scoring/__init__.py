@@ -1,1 +1,1 @@
-"""credit-rating's scorer: the Tianjin credit measure as rules, and a pure engine that applies them."""
+"""The scorer: the Tianjin credit measure as rules, and the pure engine that applies them."""

@@ -39,8 +39,8 @@ def units_lost(
     """Matrix (institution × code) of the units counted against each institution in `year`."""
     keep = counted(findings, year)
     uscc = findings["uscc"].to_numpy()[keep]
-    who = pd.Index(institutions["uscc"]).get_indexer(uscc)
-    what = pd.Index(codes).get_indexer(findings["indicator"].to_numpy()[keep])
+    who = pd.Index(institutions["uscc"]).get_indexer(pd.Index(uscc))
+    what = pd.Index(codes).get_indexer(pd.Index(findings["indicator"].to_numpy()[keep]))
     if (who < 0).any():
         raise ScoringError(f"finding for an institution not in the list: {uscc[who < 0][0]}")
     if (what < 0).any():

@@ -28,7 +28,8 @@ class Problem:
     """One thing wrong in an input file, located precisely enough to fix it."""
 
     file: str
-    row: int | None  # 1-based data row as a spreadsheet shows it (header = row 1); None = whole file
+    # The row as a person finds it (spreadsheet row, header = row 1); None = the whole file.
+    row: int | None
     column: str | None
     value: str | None
     expected: str

@@ -1,0 +1,229 @@
+"""Why an institution got its grade: every point kept and lost, and the findings that cost them.
+
+A supervisor must be able to defend each grade line by line, and an institution objecting to
+its grade must see exactly which findings were counted. The numbers come from the engine
+itself (the institution is rated with `scoring.engine.rate`), so an explanation can never
+disagree with the rating it explains; this module only attaches the findings and references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from scoring.engine import counted, rate
+from scoring.errors import UnknownInstitution
+from scoring.rules import RuleSet, RulesInForce
+
+INSTITUTION_FIELDS = ("uscc", "name", "district_code", "licence_no", "address", "status")
+FINDING_FIELDS = (
+    "finding_id",
+    "uscc",
+    "indicator",
+    "occurred_on",
+    "count",
+    "source",
+    "reference",
+    "status",
+    "note",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FindingCited(_Model):
+    finding_id: str
+    occurred_on: date
+    count: int
+    source: str
+    reference: str
+    status: str
+    note: str
+
+
+class IndicatorExplanation(_Model):
+    code: str
+    number: int
+    title: str
+    reference: str
+    status: str  # confirmed | provisional
+    mode: str  # all | per
+    unit: str | None
+    deduction: int | None
+    points: int
+    kept: int
+    lost: int
+    findings: list[FindingCited]
+
+
+class VetoExplanation(_Model):
+    code: str
+    title: str
+    reference: str
+    status: str
+    findings: list[FindingCited]
+
+
+class NotCounted(_Model):
+    finding: FindingCited
+    reason: str
+
+
+class Explanation(_Model):
+    uscc: str
+    name: str
+    year: int
+    scale: str
+    score: int
+    grade: str
+    grade_label: str
+    vetoed: bool
+    vetoes: list[VetoExplanation]
+    indicators: list[IndicatorExplanation]
+    not_counted: list[NotCounted]
+    ruleset_version: str
+    rules_hash: str
+    input_digest: str
+
+
+def in_year(findings: pd.DataFrame, year: int) -> pd.DataFrame:
+    """Findings dated in `year`, whatever their status: the inputs of that year's rating."""
+    day = findings["occurred_on"].to_numpy().astype("datetime64[Y]").astype(np.int64) + 1970
+    return findings[day == year]
+
+
+def input_digest(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> str:
+    """sha256 of the inputs of `year`'s rating, independent of row order.
+
+    Covers every institution field and every finding dated in `year` (revoked ones included:
+    they are part of the record). Findings of other years are not inputs of this year, so
+    adding next year's findings leaves this year's digest, and its snapshot, unchanged.
+    """
+    rows = sorted(_canonical(institutions, INSTITUTION_FIELDS))
+    found = sorted(_canonical(in_year(findings, year), FINDING_FIELDS))
+    payload = json.dumps(
+        {"year": year, "institutions": rows, "findings": found}, ensure_ascii=False
+    )
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _canonical(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
+    present = [f for f in fields if f in frame.columns]
+    data = frame[present].copy()
+    if "occurred_on" in data:
+        data["occurred_on"] = data["occurred_on"].dt.strftime("%Y-%m-%d")
+    return [json.dumps(r, ensure_ascii=False, default=str) for r in data.to_dict("records")]
+
+
+def explain(
+    institutions: pd.DataFrame,
+    findings: pd.DataFrame,
+    rules: RuleSet | RulesInForce,
+    year: int,
+    uscc: str,
+    *,
+    scale: str | None = None,
+) -> Explanation:
+    """Explain one institution's rating for `year`."""
+    force = rules if isinstance(rules, RulesInForce) else rules.in_force(year, scale)
+    mine = institutions[institutions["uscc"] == uscc]
+    if mine.empty:
+        raise UnknownInstitution(uscc)
+    return _explain(mine.reset_index(drop=True), findings[findings["uscc"] == uscc], force)
+
+
+def explain_all(
+    institutions: pd.DataFrame,
+    findings: pd.DataFrame,
+    rules: RuleSet | RulesInForce,
+    year: int,
+    *,
+    scale: str | None = None,
+) -> list[Explanation]:
+    """Explain every institution, in the order of the institution list."""
+    force = rules if isinstance(rules, RulesInForce) else rules.in_force(year, scale)
+    by_uscc = dict(tuple(findings.groupby("uscc", sort=False)))
+    empty = findings.iloc[0:0]
+    return [
+        _explain(institutions.iloc[[i]].reset_index(drop=True), by_uscc.get(code, empty), force)
+        for i, code in enumerate(institutions["uscc"])
+    ]
+
+
+def _explain(one: pd.DataFrame, findings: pd.DataFrame, force: RulesInForce) -> Explanation:
+    row = rate(one, findings, force).iloc[0]
+    year = force.year
+    counts = counted(findings, year)
+    cited = [_cite(f) for f in findings.to_dict("records")]  # type: ignore[arg-type]
+    by_code: dict[str, list[FindingCited]] = {}
+    not_counted = []
+    for finding, code, is_counted in zip(cited, findings["indicator"], counts, strict=True):
+        if is_counted:
+            by_code.setdefault(code, []).append(finding)
+        elif finding.occurred_on.year == year:  # dated this year, so not active
+            reason = f"status {finding.status}: kept on record, not counted"
+            not_counted.append(NotCounted(finding=finding, reason=reason))
+    band = next(b for b in force.bands if b.grade == row["grade"])
+    return Explanation(
+        uscc=str(row["uscc"]),
+        name=str(row["name"]),
+        year=year,
+        scale=force.scale.code,
+        score=int(row["score"]),
+        grade=str(row["grade"]),
+        grade_label=band.label,
+        vetoed=bool(row["vetoed"]),
+        vetoes=[
+            VetoExplanation(
+                code=v.code,
+                title=v.title,
+                reference=v.reference,
+                status=v.status.value,
+                findings=by_code[v.code],
+            )
+            for v in force.vetoes
+            if v.code in by_code
+        ],
+        indicators=[
+            IndicatorExplanation(
+                code=i.code,
+                number=i.rule.number,
+                title=i.rule.title,
+                reference=i.rule.reference,
+                status=i.rule.status.value,
+                mode=i.rule.mode.value,
+                unit=i.rule.unit.value if i.rule.unit else None,
+                deduction=i.deduction,
+                points=i.points,
+                kept=int(row[i.code]),
+                lost=i.points - int(row[i.code]),
+                findings=by_code.get(i.code, []),
+            )
+            for i in force.indicators
+        ],
+        not_counted=not_counted,
+        ruleset_version=force.version,
+        rules_hash=force.content_hash,
+        input_digest=input_digest(one, findings, year),
+    )
+
+
+def _cite(record: dict[str, Any]) -> FindingCited:
+    return FindingCited(
+        finding_id=str(record["finding_id"]),
+        occurred_on=pd.Timestamp(record["occurred_on"]).date(),
+        count=int(record["count"]),
+        source=str(record["source"]),
+        reference=str(record["reference"]),
+        status=str(record["status"]),
+        note=str(record["note"]),
+    )

@@ -1,0 +1,149 @@
+"""How ratings and explanations look on a terminal, and as JSON or CSV for other programs.
+
+Rendering is kept apart from the CLI's argument handling so the service can reuse the same
+shapes (`rating_records`) and the terminal output stays one readable place to change.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from scoring.explain import Explanation
+from scoring.rules import RulesInForce, Unit
+
+GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "E": "bold red"}
+
+
+def ranked(rating: pd.DataFrame) -> pd.DataFrame:
+    """Best score first; equal scores by credit code, so the order never depends on input order."""
+    return rating.sort_values(["score", "uscc"], ascending=[False, True], kind="stable")
+
+
+def rating_records(rating: pd.DataFrame, force: RulesInForce) -> list[dict[str, Any]]:
+    """One plain dict per institution: the JSON shape of a rating."""
+    codes = [i.code for i in force.indicators]
+    labels = {b.grade: b.label for b in force.bands}
+    return [
+        {
+            "uscc": row["uscc"],
+            "name": row["name"],
+            "year": force.year,
+            "scale": force.scale.code,
+            "score": int(row["score"]),
+            "grade": row["grade"],
+            "grade_label": labels[row["grade"]],
+            "vetoed": bool(row["vetoed"]),
+            "vetoes": list(row["vetoes"]),
+            "points": {code: int(row[code]) for code in codes},
+        }
+        for row in ranked(rating).to_dict("records")
+    ]
+
+
+def as_json(rating: pd.DataFrame, force: RulesInForce) -> str:
+    return json.dumps(rating_records(rating, force), ensure_ascii=False, indent=2)
+
+
+def as_csv(rating: pd.DataFrame) -> str:
+    """CSV with one column per indicator; vetoes joined by ';'."""
+    out = ranked(rating).copy()
+    out["vetoes"] = out["vetoes"].map(";".join)
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
+    labels = {b.grade: b.label for b in force.bands}
+    titles = {v.code: v.title for v in force.vetoes}
+    table = Table(
+        title=f"{force.year}年度 学科类校外培训机构信用评价结果（{force.scale.title}）",
+        caption=f"规则版本 {force.version} · {force.content_hash[:19]}…",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("序号", justify="right")
+    table.add_column("统一社会信用代码")
+    table.add_column("机构名称")
+    table.add_column("得分", justify="right")
+    table.add_column("等级", justify="center")
+    table.add_column("一票否决")
+    for n, row in enumerate(ranked(rating).to_dict("records"), start=1):
+        grade = Text(
+            f"{row['grade']} {labels[row['grade']]}", style=GRADE_STYLE.get(row["grade"], "")
+        )
+        vetoes = "；".join(titles[c] for c in row["vetoes"])
+        table.add_row(str(n), row["uscc"], row["name"], str(row["score"]), grade, vetoes)
+    return table
+
+
+def grade_summary(rating: pd.DataFrame, force: RulesInForce) -> str:
+    counts = rating["grade"].value_counts()
+    return "  ".join(f"{b.grade}（{b.label}）{int(counts.get(b.grade, 0))}家" for b in force.bands)
+
+
+def explanation_view(e: Explanation) -> RenderableType:
+    """An explanation the way a supervisor reads it: the verdict, then every indicator."""
+    head = Text()
+    head.append(f"{e.name}\n", style="bold")
+    head.append(f"统一社会信用代码 {e.uscc}    评价年度 {e.year}\n")
+    head.append(f"得分 {e.score} / 1000    等级 ")
+    head.append(f"{e.grade}（{e.grade_label}）", style=GRADE_STYLE.get(e.grade, ""))
+    head.append(f"    等级划分 {e.scale}\n")
+    for veto in e.vetoes:
+        head.append(f"一票否决：{veto.title}（{veto.reference}）\n", style="bold red")
+        for f in veto.findings:
+            head.append(f"    {f.finding_id} {f.occurred_on} {f.reference} {f.note}\n")
+
+    table = Table(box=box.SIMPLE_HEAD, show_lines=False)
+    table.add_column("序号", justify="right")
+    table.add_column("指标")
+    table.add_column("得分", justify="right")
+    table.add_column("扣分", justify="right")
+    table.add_column("扣分依据")
+    for i in e.indicators:
+        title = i.title + (" [暂定]" if i.status == "provisional" else "")
+        lost = Text(str(i.lost), style="red") if i.lost else Text("0", style="dim")
+        table.add_row(
+            str(i.number),
+            title,
+            f"{i.kept}/{i.points}",
+            lost,
+            _basis(i.findings, i.unit, i.deduction),
+        )
+
+    tail = Text()
+    if e.not_counted:
+        tail.append("未计入的记录：\n", style="bold")
+        for nc in e.not_counted:
+            f = nc.finding
+            tail.append(f"  {f.finding_id} {f.occurred_on} {f.reference} {f.note}（{nc.reason}）\n")
+    tail.append(
+        f"规则版本 {e.ruleset_version}  规则哈希 {e.rules_hash}\n输入摘要 {e.input_digest}\n"
+        "[暂定] = 该指标尚待官方附件原文确认（provisional）。",
+        style="dim",
+    )
+    return Group(head, table, tail)
+
+
+def _basis(findings: list[Any], unit: str | None, deduction: int | None) -> str:
+    lines = []
+    for f in findings:
+        amount = f"{f.count}{Unit(unit).chinese}×{deduction}分" if unit and deduction else "全扣"
+        ref = f" {f.reference}" if f.reference else ""
+        lines.append(f"{f.finding_id} {f.occurred_on} {amount}{ref}")
+    return "\n".join(lines)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console wide enough that Chinese names are not wrapped when output is piped."""
+    probe = Console(stderr=stderr)
+    width = probe.width if probe.is_terminal else 200
+    return Console(stderr=stderr, width=width, highlight=False)
