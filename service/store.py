@@ -1,0 +1,201 @@
+"""Institutions and findings in the database: the system of record the ratings are made from.
+
+Imports are all-or-nothing (one transaction, after the scorer's validation of the whole input).
+Findings are never deleted: revoking one (an objection upheld, a review) records who, when and
+why, and the finding stays on record without counting. Re-importing a finding that is already
+stored unchanged is a no-op, so importing the same file twice is safe; the same id with
+different content is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
+from service.tables import findings, institutions
+
+FINDING_COMPARED = ("uscc", "indicator", "occurred_on", "count", "source", "reference", "note")
+
+
+class StoreError(Exception):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    institutions_added: int
+    institutions_updated: int
+    findings_added: int
+    findings_unchanged: int
+
+
+def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored institutions and findings as the engine's normalised frames.
+
+    With `year`, only findings dated in that year are loaded (the others cannot count).
+    """
+    inst = pd.DataFrame(
+        [dict(r._mapping) for r in conn.execute(select(*institutions.c[INSTITUTION_FIELDS]))],
+        columns=list(INSTITUTION_FIELDS),
+    )
+    query = select(*findings.c[FINDING_FIELDS])
+    if year is not None:
+        query = query.where(
+            findings.c.occurred_on >= date(year, 1, 1), findings.c.occurred_on <= date(year, 12, 31)
+        )
+    found = pd.DataFrame(
+        [dict(r._mapping) for r in conn.execute(query)], columns=list(FINDING_FIELDS)
+    )
+    found["occurred_on"] = pd.to_datetime(found["occurred_on"]).astype("datetime64[ns]")
+    found["count"] = found["count"].astype("int64")
+    return inst.sort_values("uscc", ignore_index=True), found.sort_values(
+        "finding_id", ignore_index=True
+    )
+
+
+def records_of(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in frame[list(fields)].to_dict("records")]
+
+
+def finding_id_for(record: dict[str, Any]) -> str:
+    """A stable id for a finding imported without one: a digest of its content."""
+    content = json.dumps({f: str(record[f]) for f in FINDING_COMPARED}, ensure_ascii=False)
+    return "F-" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+
+
+def import_frames(
+    conn: Connection,
+    *,
+    institution_frame: pd.DataFrame | None,
+    finding_frame: pd.DataFrame | None,
+    by: str,
+    at: Any,
+) -> ImportSummary:
+    """Store validated frames in the caller's transaction; Conflict rolls everything back."""
+    added = updated = f_added = f_same = 0
+    if institution_frame is not None and not institution_frame.empty:
+        existing = {
+            r.uscc: dict(r._mapping)
+            for r in conn.execute(
+                select(*institutions.c[INSTITUTION_FIELDS]).where(
+                    institutions.c.uscc.in_(list(institution_frame["uscc"]))
+                )
+            )
+        }
+        new_rows = []
+        for record in records_of(institution_frame, INSTITUTION_FIELDS):
+            old = existing.get(record["uscc"])
+            if old is None:
+                new_rows.append({**record, "recorded_at": at, "recorded_by": by})
+            elif old != record:
+                conn.execute(
+                    institutions.update()
+                    .where(institutions.c.uscc == record["uscc"])
+                    .values(**record, recorded_at=at, recorded_by=by)
+                )
+                updated += 1
+        if new_rows:
+            conn.execute(institutions.insert(), new_rows)
+        added = len(new_rows)
+    if finding_frame is not None and not finding_frame.empty:
+        records = records_of(finding_frame, FINDING_FIELDS)
+        for record in records:
+            record["occurred_on"] = pd.Timestamp(record["occurred_on"]).date()
+            record["count"] = int(record["count"])
+            if not record["finding_id"] or str(record["finding_id"]).startswith("#"):
+                record["finding_id"] = finding_id_for(record)
+        ids = [r["finding_id"] for r in records]
+        stored = {
+            r.finding_id: dict(r._mapping)
+            for r in conn.execute(
+                select(*findings.c[FINDING_FIELDS]).where(findings.c.finding_id.in_(ids))
+            )
+        }
+        new_findings = []
+        for record in records:
+            old = stored.get(record["finding_id"])
+            if old is None:
+                new_findings.append({**record, "recorded_at": at, "recorded_by": by})
+            elif any(old[f] != record[f] for f in FINDING_COMPARED):
+                raise Conflict(
+                    f"finding {record['finding_id']} is already stored with different content; "
+                    "findings are never edited: revoke it and record a new one"
+                )
+            else:
+                f_same += 1
+        if new_findings:
+            conn.execute(findings.insert(), new_findings)
+        f_added = len(new_findings)
+    return ImportSummary(added, updated, f_added, f_same)
+
+
+def revoke(conn: Connection, *, finding_id: str, by: str, reason: str, at: Any) -> dict[str, Any]:
+    """Revoke a finding: kept on record, no longer counted; who, when and why are recorded."""
+    current = get_finding(conn, finding_id)
+    if current["status"] == "revoked":
+        raise Conflict(f"finding {finding_id} is already revoked")
+    conn.execute(
+        findings.update()
+        .where(findings.c.finding_id == finding_id)
+        .values(status="revoked", revoked_at=at, revoked_by=by, revoke_reason=reason)
+    )
+    return get_finding(conn, finding_id)
+
+
+def get_finding(conn: Connection, finding_id: str) -> dict[str, Any]:
+    row = conn.execute(select(findings).where(findings.c.finding_id == finding_id)).first()
+    if row is None:
+        raise NotFound(f"no finding {finding_id}")
+    return dict(row._mapping)
+
+
+def get_institution(conn: Connection, uscc: str) -> dict[str, Any]:
+    row = conn.execute(select(institutions).where(institutions.c.uscc == uscc)).first()
+    if row is None:
+        raise NotFound(f"no institution {uscc}")
+    return dict(row._mapping)
+
+
+def list_institutions(conn: Connection, *, limit: int, offset: int) -> list[dict[str, Any]]:
+    query = select(institutions).order_by(institutions.c.uscc).limit(limit).offset(offset)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def list_findings(
+    conn: Connection,
+    *,
+    uscc: str | None,
+    year: int | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    query = select(findings).order_by(findings.c.occurred_on, findings.c.finding_id)
+    if uscc is not None:
+        query = query.where(findings.c.uscc == uscc)
+    if year is not None:
+        query = query.where(
+            findings.c.occurred_on >= date(year, 1, 1), findings.c.occurred_on <= date(year, 12, 31)
+        )
+    if status is not None:
+        query = query.where(findings.c.status == status)
+    return [dict(r._mapping) for r in conn.execute(query.limit(limit).offset(offset))]
+
+
+def known_usccs(conn: Connection) -> set[str]:
+    return set(conn.scalars(select(institutions.c.uscc)))

@@ -1,0 +1,120 @@
+"""The database schema, as SQLAlchemy Core tables (the migrations in `service/migrations`
+create them; this module is what queries are written against).
+
+The database is the system of record: institutions, findings (never hard-deleted; a revocation
+records who, when and why), snapshots of each computed year with one row per institution, and
+hashed API keys. Published snapshots are protected by triggers installed by the migrations.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+institutions = Table(
+    "institutions",
+    metadata,
+    Column("uscc", String(18), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("district_code", String(6), nullable=False),
+    Column("licence_no", Text, nullable=False),
+    Column("address", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default="operating"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", Text, nullable=False),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("finding_id", String(64), primary_key=True),
+    Column("uscc", String(18), ForeignKey("institutions.uscc"), nullable=False, index=True),
+    Column("indicator", String(64), nullable=False),
+    Column("occurred_on", Date, nullable=False, index=True),
+    Column("count", Integer, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", Text, nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", Text),
+    Column("revoke_reason", Text),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("year", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # draft | published
+    Column("scale", String(16), nullable=False),
+    Column("ruleset_version", Text, nullable=False),
+    Column("rules_hash", Text, nullable=False),
+    Column("input_digest", Text, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("supersedes", Integer),  # the revision this one corrects
+    Column("reason", Text),
+    Column("published_at", DateTime(timezone=True)),
+    Column("published_by", Text),
+    Column("chain_seq", Integer, unique=True),
+    Column("prev_hash", Text),
+    Column("chain_hash", Text),
+    UniqueConstraint("year", "revision"),
+    # One first publication per year, and one correction per published revision: concurrent
+    # publishes of a year cannot both succeed, whatever the application does.
+    Index(
+        "one_successor_per_revision",
+        "year",
+        text("coalesce(supersedes, 0)"),
+        unique=True,
+        sqlite_where=text("status = 'published'"),
+        postgresql_where=text("status = 'published'"),
+    ),
+)
+
+snapshot_rows = Table(
+    "snapshot_rows",
+    metadata,
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), primary_key=True),
+    Column("uscc", String(18), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("licence_no", Text, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("grade", String(1), nullable=False),
+    Column("vetoed", Boolean, nullable=False),
+    Column("vetoes", Text, nullable=False),  # JSON list of codes
+    Column("points", Text, nullable=False),  # JSON {code: points kept}
+    Column("explanation", Text, nullable=False),  # JSON, scoring.explain.Explanation
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
