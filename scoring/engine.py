@@ -106,7 +106,8 @@ def _points_kept(units: npt.NDArray[np.int64], force: RulesInForce) -> npt.NDArr
         dtype=np.int64,
     )
     # All-or-nothing: per_unit == points, so one finding already takes everything.
-    lost = np.minimum(units * per_unit, points)
+    # Clip units first so a huge count cannot overflow the multiplication.
+    lost = np.minimum(np.minimum(units, points) * per_unit, points)
     return (points - lost).astype(np.int16)
 
 

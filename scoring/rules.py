@@ -322,11 +322,11 @@ def _rules_error(file: str, document: Any, exc: ValidationError) -> RulesError:
         code = item.get("code") if isinstance(item, Mapping) else None
         rule = str(code) if code else f"{loc[0]}[{loc[1]}]"
         loc = loc[2:]
-    field = ".".join(str(p) for p in loc)
-    reason = error["msg"]
+    field = ".".join(p.isoformat() if isinstance(p, date) else str(p) for p in loc)
+    reason = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         reason = "unknown key (a typo?)"
-    elif "input" in error and error["type"] not in ("missing",):
+    elif "input" in error and error["type"] not in ("missing", "value_error"):
         reason = f"{reason} (got {error['input']!r})"
     return RulesError(file, rule, f"{field}: {reason}" if field else reason)
 
@@ -343,10 +343,10 @@ def _check_consistency(rules: RuleSet) -> None:
     for ind in rules.indicators:
         if numbers.count(ind.number) > 1:
             raise RulesError("indicators.yaml", ind.code, f"duplicate number {ind.number}")
-        for day in ind.deduction or {}:
+        for day in sorted({*ind.points, *(ind.deduction or {})}):
             points = value_on(ind.points, day)
-            deduction = ind.deduction[day] if ind.deduction else 0
-            if points is not None and deduction > points:
+            deduction = value_on(ind.deduction or {}, day)
+            if points is not None and deduction is not None and deduction > points:
                 raise RulesError(
                     "indicators.yaml",
                     ind.code,
