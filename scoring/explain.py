@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from scoring.engine import counted, rate
+from scoring.engine import rate
 from scoring.errors import UnknownInstitution
 from scoring.rules import RuleSet, RulesInForce
 
@@ -108,20 +108,37 @@ def input_digest(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) 
     they are part of the record). Findings of other years are not inputs of this year, so
     adding next year's findings leaves this year's digest, and its snapshot, unchanged.
     """
-    rows = sorted(_canonical(institutions, INSTITUTION_FIELDS))
-    found = sorted(_canonical(in_year(findings, year), FINDING_FIELDS))
+    return _digest(
+        year,
+        _records(institutions, INSTITUTION_FIELDS),
+        _records(in_year(findings, year), FINDING_FIELDS),
+    )
+
+
+def _digest(year: int, institutions: list[dict[str, Any]], findings: list[dict[str, Any]]) -> str:
+    def lines(records: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps(r, ensure_ascii=False, default=str) for r in records)
+
     payload = json.dumps(
-        {"year": year, "institutions": rows, "findings": found}, ensure_ascii=False
+        {"year": year, "institutions": lines(institutions), "findings": lines(findings)},
+        ensure_ascii=False,
     )
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _canonical(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
+def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
+    """Plain records of the given fields, dates as ISO text, counts as int."""
     present = [f for f in fields if f in frame.columns]
     data = frame[present].copy()
     if "occurred_on" in data:
         data["occurred_on"] = data["occurred_on"].dt.strftime("%Y-%m-%d")
-    return [json.dumps(r, ensure_ascii=False, default=str) for r in data.to_dict("records")]
+    if "count" in data:
+        data["count"] = data["count"].astype("int64")
+    return [{str(k): _plain(v) for k, v in r.items()} for r in data.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def explain(
@@ -134,11 +151,10 @@ def explain(
     scale: str | None = None,
 ) -> Explanation:
     """Explain one institution's rating for `year`."""
-    force = rules if isinstance(rules, RulesInForce) else rules.in_force(year, scale)
     mine = institutions[institutions["uscc"] == uscc]
     if mine.empty:
         raise UnknownInstitution(uscc)
-    return _explain(mine.reset_index(drop=True), findings[findings["uscc"] == uscc], force)
+    return explain_all(mine, findings[findings["uscc"] == uscc], rules, year, scale=scale)[0]
 
 
 def explain_all(
@@ -149,34 +165,50 @@ def explain_all(
     *,
     scale: str | None = None,
 ) -> list[Explanation]:
-    """Explain every institution, in the order of the institution list."""
+    """Explain every institution, in the order of the institution list.
+
+    The district is rated once by the engine; each explanation then reads its row and attaches
+    the institution's own findings of the year.
+    """
     force = rules if isinstance(rules, RulesInForce) else rules.in_force(year, scale)
-    by_uscc = dict(tuple(findings.groupby("uscc", sort=False)))
-    empty = findings.iloc[0:0]
+    institutions = institutions.reset_index(drop=True)
+    rating = rate(institutions, findings, force)
+    of_year = in_year(findings, year)
+    records = _records(of_year, FINDING_FIELDS)
+    by_uscc: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_uscc.setdefault(record["uscc"], []).append(record)
     return [
-        _explain(institutions.iloc[[i]].reset_index(drop=True), by_uscc.get(code, empty), force)
-        for i, code in enumerate(institutions["uscc"])
+        _explain(row, institution, by_uscc.get(row["uscc"], []), force)
+        for row, institution in zip(
+            rating.to_dict("records"),
+            _records(institutions, INSTITUTION_FIELDS),
+            strict=True,
+        )
     ]
 
 
-def _explain(one: pd.DataFrame, findings: pd.DataFrame, force: RulesInForce) -> Explanation:
-    row = rate(one, findings, force).iloc[0]
-    year = force.year
-    counts = counted(findings, year)
-    cited = [_cite(f) for f in findings.to_dict("records")]  # type: ignore[arg-type]
+def _explain(
+    row: dict[Any, Any],
+    institution: dict[str, Any],
+    findings: list[dict[str, Any]],
+    force: RulesInForce,
+) -> Explanation:
+    """One explanation from the institution's rated row and its findings dated in the year."""
     by_code: dict[str, list[FindingCited]] = {}
     not_counted = []
-    for finding, code, is_counted in zip(cited, findings["indicator"], counts, strict=True):
-        if is_counted:
-            by_code.setdefault(code, []).append(finding)
-        elif finding.occurred_on.year == year:  # dated this year, so not active
+    for record in findings:
+        finding = _cite(record)
+        if finding.status == "active":
+            by_code.setdefault(record["indicator"], []).append(finding)
+        else:
             reason = f"status {finding.status}: kept on record, not counted"
             not_counted.append(NotCounted(finding=finding, reason=reason))
     band = next(b for b in force.bands if b.grade == row["grade"])
     return Explanation(
         uscc=str(row["uscc"]),
         name=str(row["name"]),
-        year=year,
+        year=force.year,
         scale=force.scale.code,
         score=int(row["score"]),
         grade=str(row["grade"]),
@@ -213,14 +245,14 @@ def _explain(one: pd.DataFrame, findings: pd.DataFrame, force: RulesInForce) -> 
         not_counted=not_counted,
         ruleset_version=force.version,
         rules_hash=force.content_hash,
-        input_digest=input_digest(one, findings, year),
+        input_digest=_digest(force.year, [institution], findings),
     )
 
 
 def _cite(record: dict[str, Any]) -> FindingCited:
     return FindingCited(
         finding_id=str(record["finding_id"]),
-        occurred_on=pd.Timestamp(record["occurred_on"]).date(),
+        occurred_on=date.fromisoformat(record["occurred_on"]),
         count=int(record["count"]),
         source=str(record["source"]),
         reference=str(record["reference"]),
