@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/credit-rating rate --year 2024
+	$(BIN)/credit-rating serve --local
 
 lint: $(STAMP)
 	$(BIN)/ruff check scoring service tests benchmarks

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -279,7 +280,7 @@ class RulesInForce:
             "bands": [b.model_dump() for b in self.bands],
         }
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         """sha256 of the values in force: equal hashes mean the same measure was applied."""
         canonical = json.dumps(self.as_data(), ensure_ascii=False, sort_keys=True, default=str)

@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+import uvicorn
+from pydantic import ValidationError
+from sqlalchemy import Engine
 
 from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
-from service import render
+from service import keys, render, snapshots, store
+from service.db import make_engine, reading, writing
 from service.files import read_inputs
+from service.importing import import_files
+from service.keys import Role
 from service.loading import RULES_DIR, SAMPLE_DIR, load_rules
+from service.migrate import upgrade
+from service.settings import Settings
 
 app = typer.Typer(
     help="Credit ratings of subject-type training institutions (学科类校外培训机构信用评价).",
@@ -119,3 +127,129 @@ def explain(
         render.console().print(render.explanation_view(explanation))
     else:
         print(explanation.model_dump_json(indent=2))
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ScoringError(
+            f"invalid configuration (CREDIT_* environment variables):\n{exc}"
+        ) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+@app.command("import")
+@reports_errors
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Institution and/or finding files.")],
+    by: Annotated[str, typer.Option(help="Who records this import.")] = "cli",
+) -> None:
+    """Import institution and finding files into the database, all or nothing."""
+    settings = _settings()
+    summary = import_files(_engine(settings), paths, rules=load_rules(settings.rules_dir), by=by)
+    print(
+        f"institutions: {summary.institutions_added} added, {summary.institutions_updated} "
+        f"updated; findings: {summary.findings_added} added, "
+        f"{summary.findings_unchanged} already on record"
+    )
+
+
+@app.command()
+@reports_errors
+def verify() -> None:
+    """Recompute every snapshot hash from the stored rows; exit 1 naming any altered one."""
+    engine = _engine(_settings())
+    with reading(engine) as conn:
+        problems = snapshots.verify(conn)
+        count = len(snapshots.every(conn))
+    if problems:
+        raise ScoringError("snapshots were altered:\n" + "\n".join(problems))
+    print(f"{count} snapshot(s) verified: every content hash and the hash chain match")
+
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@reports_errors
+def keys_create(
+    role: Annotated[Role, typer.Option(help="supervisor, sharing or analyst.")],
+    name: Annotated[str, typer.Option(help="Who or what holds the key.")],
+) -> None:
+    """Create a key and print it; only its hash is stored, so it cannot be shown again."""
+    with writing(_engine(_settings())) as conn:
+        print(keys.create(conn, role=role, name=name))
+
+
+@keys_app.command("list")
+@reports_errors
+def keys_list() -> None:
+    """List keys (id, name, role, prefix, created, revoked), never the keys themselves."""
+    with reading(_engine(_settings())) as conn:
+        for k in keys.listing(conn):
+            revoked = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "active"
+            print(f"{k['id']}\t{k['name']}\t{k['role']}\t{k['prefix']}…\t{revoked}")
+
+
+@keys_app.command("revoke")
+@reports_errors
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+) -> None:
+    """Revoke a key: it stops working at once."""
+    with writing(_engine(_settings())) as conn:
+        if not keys.revoke(conn, key_id=key_id):
+            raise ScoringError(f"no active key with id {key_id}")
+    print(f"key {key_id} revoked")
+
+
+@app.command()
+@reports_errors
+def serve(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    local: Annotated[
+        bool, typer.Option(help="Local use: load the sample district, print a supervisor key.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API with uvicorn (settings from CREDIT_* environment variables)."""
+    settings = _settings()
+    engine = _engine(settings)
+    if local:
+        if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ScoringError("--local is only for the embedded SQLite database on loopback")
+        with reading(engine) as conn:
+            empty = not store.known_usccs(conn)
+        if empty:
+            import_files(
+                engine,
+                [SAMPLE_INSTITUTIONS, SAMPLE_FINDINGS],
+                rules=load_rules(settings.rules_dir),
+                by="sample",
+            )
+        with writing(engine) as conn:
+            key = keys.create(conn, role=Role.SUPERVISOR, name="local")
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"credit-rating: API docs at {base}/docs (database {settings.database_url})")
+    if local:
+        print(f"local supervisor key (shown once): {key}")
+        print(f'  try: curl -H "X-API-Key: {key}" -X POST {base}/v1/ratings/2023')
+    engine.dispose()
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    app()

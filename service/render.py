@@ -65,7 +65,7 @@ def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
     labels = {b.grade: b.label for b in force.bands}
     titles = {v.code: v.title for v in force.vetoes}
     table = Table(
-        title=f"{force.year}年度 学科类校外培训机构信用评价结果（{force.scale.title}）",
+        title=f"{force.year}年度 学科类校外培训机构信用评价结果 · {force.scale.title}",
         caption=f"规则版本 {force.version} · {force.content_hash[:19]}…",
         box=box.SIMPLE_HEAD,
     )

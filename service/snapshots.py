@@ -7,7 +7,8 @@ hash. Published snapshots are chained: each one's `chain_hash` covers the previo
 editing, deleting or reordering any published snapshot breaks every hash after it, and
 `verify` names the first snapshot that no longer matches.
 
-Publishing is serialised (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), and a
+Publishing, and numbering a new draft, are serialised (BEGIN IMMEDIATE on SQLite, an advisory
+lock on PostgreSQL), and a
 unique index allows one first publication per year and one correction per revision, so
 concurrent publishes of a year give exactly one result and a Conflict for the others.
 """
@@ -85,7 +86,7 @@ def content_hash(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "rules_hash": header["rules_hash"],
             "input_digest": header["input_digest"],
             "rows": [
-                {**{f: r[f] for f in ROW_FIELDS}, "explanation": json.loads(r["explanation"])}
+                {**{f: r[f] for f in ROW_FIELDS}, "explanation": r["explanation"]}
                 for r in ordered
             ],
         }
@@ -161,6 +162,8 @@ def compute_draft(conn: Connection, *, rules: RuleSet, year: int, scale: str, by
     """Rate `year` from the stored institutions and findings and store it as a draft."""
     institutions, findings = store.frames(conn, year=year)
     header, rows = rate_rows(institutions, findings, rules, year, scale)
+    if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
+        conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
     revision = (
         conn.scalar(select(func.max(snapshots.c.revision)).where(snapshots.c.year == year)) or 0
     ) + 1
@@ -189,10 +192,18 @@ def publish(
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
-    draft = latest_draft(conn, year=year) if revision is None else get(conn, year, revision)
+    current = published(conn, year=year, required=False)
+    try:
+        draft = latest_draft(conn, year=year) if revision is None else get(conn, year, revision)
+    except NotFound:
+        if revision is None and current is not None:  # published twice, or lost a race
+            raise Conflict(
+                f"{year} is already published (revision {current.revision}) and has no newer "
+                "draft; compute one to correct it"
+            ) from None
+        raise
     if draft.status == "published":
         raise Conflict(f"revision {draft.revision} of {year} is already published")
-    current = published(conn, year=year, required=False)
     if current is not None:
         if draft.revision < current.revision:
             raise Conflict(
@@ -333,11 +344,15 @@ def history(conn: Connection, *, uscc: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in result]
 
 
+def every(conn: Connection) -> list[Snapshot]:
+    return [_snapshot(r) for r in conn.execute(select(snapshots).order_by(snapshots.c.id))]
+
+
 def verify(conn: Connection) -> list[str]:
     """Recompute every hash from the stored rows; one message per snapshot that fails."""
     problems = []
-    every = [_snapshot(r) for r in conn.execute(select(snapshots).order_by(snapshots.c.id))]
-    for s in every:
+    stored = every(conn)
+    for s in stored:
         header = _as_dict(s)
         recomputed = content_hash(header, rows_of(conn, s))
         if recomputed != s.content_hash:
@@ -346,7 +361,7 @@ def verify(conn: Connection) -> list[str]:
                 "its content hash"
             )
     prev = GENESIS
-    chained = sorted((s for s in every if s.chain_seq is not None), key=lambda s: s.chain_seq or 0)
+    chained = sorted((s for s in stored if s.chain_seq is not None), key=lambda s: s.chain_seq or 0)
     for expected_seq, s in enumerate(chained, start=1):
         header = _as_dict(s)
         if s.status != "published" or s.chain_seq != expected_seq or s.prev_hash != prev:
@@ -354,7 +369,7 @@ def verify(conn: Connection) -> list[str]:
         elif chain_hash(header, prev) != s.chain_hash:
             problems.append(f"snapshot {s.year} revision {s.revision}: chain hash does not match")
         prev = s.chain_hash or ""
-    unchained = [s for s in every if s.status == "published" and s.chain_seq is None]
+    unchained = [s for s in stored if s.status == "published" and s.chain_seq is None]
     problems += [
         f"snapshot {s.year} revision {s.revision}: published but not chained" for s in unchained
     ]

@@ -36,6 +36,10 @@ class Conflict(StoreError):
     pass
 
 
+class UnknownCode(StoreError):
+    """A finding names an indicator that is not in the rule set."""
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     institutions_added: int

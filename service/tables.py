@@ -8,6 +8,9 @@ hashed API keys. Published snapshots are protected by triggers installed by the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -23,6 +26,25 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
 
 metadata = MetaData()
 
@@ -35,7 +57,7 @@ institutions = Table(
     Column("licence_no", Text, nullable=False),
     Column("address", Text, nullable=False, server_default=""),
     Column("status", String(16), nullable=False, server_default="operating"),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
     Column("recorded_by", Text, nullable=False),
 )
 
@@ -51,9 +73,9 @@ findings = Table(
     Column("reference", Text, nullable=False, server_default=""),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("note", Text, nullable=False, server_default=""),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
     Column("recorded_by", Text, nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_at", UTCDateTime()),
     Column("revoked_by", Text),
     Column("revoke_reason", Text),
 )
@@ -70,11 +92,11 @@ snapshots = Table(
     Column("rules_hash", Text, nullable=False),
     Column("input_digest", Text, nullable=False),
     Column("content_hash", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", Text, nullable=False),
     Column("supersedes", Integer),  # the revision this one corrects
     Column("reason", Text),
-    Column("published_at", DateTime(timezone=True)),
+    Column("published_at", UTCDateTime()),
     Column("published_by", Text),
     Column("chain_seq", Integer, unique=True),
     Column("prev_hash", Text),
@@ -115,6 +137,6 @@ api_keys = Table(
     Column("role", String(16), nullable=False),
     Column("prefix", String(16), nullable=False),
     Column("key_hash", String(64), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
 )

@@ -1,0 +1,90 @@
+"""The FastAPI application: settings checked, database migrated, rules loaded, routes mounted.
+
+`create_app()` is also uvicorn's factory (`service.api.app:create_app`), so several worker
+processes each build their own app from the same environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api import problems
+from service.api.routes import evaluate, findings, health, imports, institutions, ratings, rules
+from service.db import make_engine
+from service.loading import load_rules
+from service.migrate import upgrade
+from service.settings import Settings
+
+REQUESTS = Counter("credit_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("credit_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+DESCRIPTION = """
+Credit ratings of Tianjin's subject-type off-campus training institutions
+(《天津市学科类校外培训机构信用监管暂行办法》).
+
+Send an API key in the `X-API-Key` header. Roles: `supervisor` (read, import, compute,
+publish, revoke), `sharing` (published results), `analyst` (read only). Without a key, only
+published grades are visible. Errors are RFC 9457 problems (`application/problem+json`).
+"""
+
+
+class Metrics:
+    """Counts requests and times them per route template (plain ASGI: cheap on the hot path)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    ruleset = load_rules(settings.rules_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade(engine)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="credit-rating",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=problems.responses(400, 401, 422),
+    )
+    app.add_middleware(Metrics)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.rules = ruleset
+    problems.install(app)
+    for module in (health, institutions, findings, imports, ratings, evaluate, rules):
+        app.include_router(module.router)
+
+    return app

@@ -1,0 +1,61 @@
+"""Institutions: create, list, read (the system of record for who is rated)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Query
+
+from service import store
+from service.api.deps import EngineDep, ReadDep, Reader, Supervisor
+from service.api.problems import responses
+from service.api.schemas import USCC, InstitutionCreate, InstitutionPublic
+from service.db import writing
+from service.snapshots import now
+
+router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=InstitutionPublic,
+    responses=responses(401, 403, 409, 422),
+    summary="Record an institution (an existing one is updated)",
+)
+def create_institution(
+    body: InstitutionCreate, who: Supervisor, engine: EngineDep
+) -> InstitutionPublic:
+    frame = pd.DataFrame([body.model_dump()])
+    with writing(engine) as conn:
+        store.import_frames(
+            conn, institution_frame=frame, finding_frame=None, by=who.name, at=now()
+        )
+        return InstitutionPublic(**store.get_institution(conn, body.uscc))
+
+
+@router.get(
+    "",
+    response_model=list[InstitutionPublic],
+    responses=responses(401, 403, 422),
+    summary="List institutions by credit code",
+)
+def list_institutions(
+    who: Reader, conn: ReadDep, limit: Limit = 100, offset: Offset = 0
+) -> list[InstitutionPublic]:
+    rows = store.list_institutions(conn, limit=limit, offset=offset)
+    return [InstitutionPublic(**r) for r in rows]
+
+
+@router.get(
+    "/{uscc}",
+    response_model=InstitutionPublic,
+    responses=responses(401, 403, 404, 422),
+    summary="Read one institution",
+)
+def read_institution(uscc: USCC, who: Reader, conn: ReadDep) -> InstitutionPublic:
+    return InstitutionPublic(**store.get_institution(conn, uscc))

@@ -1,0 +1,195 @@
+"""Ratings: compute a year's draft, publish it, read results and explanations, history."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+
+from scoring.explain import Explanation
+from service import snapshots
+from service.api.deps import Anyone, EngineDep, ReadDep, Reader, RulesDep, SettingsDep, Supervisor
+from service.api.problems import responses
+from service.api.schemas import (
+    USCC,
+    ComputeRequest,
+    GradeFull,
+    GradePublic,
+    HistoryEntry,
+    InstitutionRating,
+    PublishRequest,
+    RatingFull,
+    RatingPublic,
+    SnapshotPublic,
+    Year,
+)
+from service.db import writing
+from service.keys import Principal, Role
+
+router = APIRouter(prefix="/v1", tags=["ratings"])
+
+YearPath = Annotated[int, Path(ge=2022, le=2100, examples=[2023])]
+Revision = Annotated[int | None, Query(ge=1, le=1_000_000, description="A revision number")]
+FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
+EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
+
+
+def snapshot_public(s: snapshots.Snapshot) -> SnapshotPublic:
+    return SnapshotPublic(
+        year=s.year,
+        revision=s.revision,
+        status=s.status,
+        scale=s.scale,
+        ruleset_version=s.ruleset_version,
+        rules_hash=s.rules_hash,
+        input_digest=s.input_digest,
+        content_hash=s.content_hash,
+        created_at=s.created_at,
+        supersedes=s.supersedes,
+        reason=s.reason,
+        published_at=s.published_at,
+        chain_hash=s.chain_hash,
+    )
+
+
+def grade_full(row: dict[str, Any]) -> GradeFull:
+    return GradeFull(
+        uscc=row["uscc"],
+        name=row["name"],
+        licence_no=row["licence_no"],
+        score=row["score"],
+        grade=row["grade"],
+        vetoed=bool(row["vetoed"]),
+        vetoes=json.loads(row["vetoes"]),
+        points=json.loads(row["points"]),
+    )
+
+
+def grade_public(row: dict[str, Any]) -> GradePublic:
+    return GradePublic(
+        uscc=row["uscc"],
+        name=row["name"],
+        score=row["score"],
+        grade=row["grade"],
+        vetoed=bool(row["vetoed"]),
+    )
+
+
+def _visible(
+    conn: Any, year: int, revision: int | None, who: Principal | None
+) -> snapshots.Snapshot:
+    """The snapshot the caller asked for; drafts only for supervisors and analysts."""
+    if revision is None:
+        found = snapshots.published(conn, year=year)
+        assert found is not None
+        return found
+    snap = snapshots.get(conn, year, revision)
+    if snap.status != "published" and (who is None or who.role not in EXPLAINERS):
+        raise snapshots.NotFound(f"no published revision {revision} of {year}")
+    return snap
+
+
+@router.post(
+    "/ratings/{year}",
+    status_code=201,
+    response_model=SnapshotPublic,
+    responses=responses(401, 403, 409, 422),
+    summary="Compute the year's draft from the stored findings",
+)
+def compute(
+    year: YearPath,
+    who: Supervisor,
+    engine: EngineDep,
+    rules: RulesDep,
+    settings: SettingsDep,
+    body: Annotated[ComputeRequest | None, Body()] = None,
+) -> SnapshotPublic:
+    scale = (body.scale if body else None) or settings.scale
+    with writing(engine) as conn:
+        draft = snapshots.compute_draft(conn, rules=rules, year=year, scale=scale, by=who.name)
+    return snapshot_public(draft)
+
+
+@router.post(
+    "/ratings/{year}/publish",
+    response_model=SnapshotPublic,
+    responses=responses(401, 403, 404, 409, 422),
+    summary="Publish a draft as the year's official result (a second publish is a correction)",
+)
+def publish(
+    year: YearPath,
+    who: Supervisor,
+    engine: EngineDep,
+    body: Annotated[PublishRequest | None, Body()] = None,
+) -> SnapshotPublic:
+    body = body or PublishRequest()
+    with writing(engine) as conn:
+        done = snapshots.publish(
+            conn, year=year, revision=body.revision, reason=body.reason, by=who.name
+        )
+    return snapshot_public(done)
+
+
+@router.get(
+    "/ratings/{year}",
+    response_model=RatingFull | RatingPublic,
+    responses=responses(401, 404, 422),
+    summary="The year's published result (or ?revision=N)",
+)
+def read_rating(
+    year: YearPath, who: Anyone, conn: ReadDep, revision: Revision = None
+) -> RatingFull | RatingPublic:
+    snap = _visible(conn, year, revision, who)
+    rows = snapshots.rows_of(conn, snap)
+    if who is not None and who.role in FULL_VIEW:
+        return RatingFull(
+            snapshot=snapshot_public(snap), institutions=[grade_full(r) for r in rows]
+        )
+    return RatingPublic(
+        snapshot=snapshot_public(snap), institutions=[grade_public(r) for r in rows]
+    )
+
+
+@router.get(
+    "/ratings/{year}/revisions",
+    response_model=list[SnapshotPublic],
+    responses=responses(401, 403, 422),
+    summary="Every revision of the year, drafts included",
+)
+def list_revisions(year: YearPath, who: Reader, conn: ReadDep) -> list[SnapshotPublic]:
+    return [snapshot_public(s) for s in snapshots.revisions(conn, year=year)]
+
+
+@router.get(
+    "/ratings/{year}/{uscc}",
+    response_model=InstitutionRating,
+    responses=responses(401, 404, 422),
+    summary="One institution's rating, with its explanation for supervisors and analysts",
+)
+def read_institution_rating(
+    year: YearPath, uscc: USCC, who: Anyone, conn: ReadDep, revision: Revision = None
+) -> InstitutionRating:
+    snap = _visible(conn, year, revision, who)
+    row = snapshots.row_of(conn, snap, uscc)
+    if who is not None and who.role in EXPLAINERS:
+        explanation = Explanation.model_validate_json(row["explanation"])
+        return InstitutionRating(
+            snapshot=snapshot_public(snap), rating=grade_full(row), explanation=explanation
+        )
+    rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
+    return InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
+
+
+@router.get(
+    "/institutions/{uscc}/history",
+    response_model=list[HistoryEntry],
+    responses=responses(401, 422),
+    summary="The institution's published grade in each year",
+    tags=["institutions"],
+)
+def history(uscc: USCC, who: Anyone, conn: ReadDep) -> list[HistoryEntry]:
+    return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
+
+
+__all__ = ["Year", "router"]

@@ -1,0 +1,225 @@
+"""Request and response bodies of the HTTP API, named by role (`…Create`, `…Public`, `…Full`).
+
+Requests are strict: an unknown field, a year outside the measure's range or a credit code with
+a wrong check character is refused with 422 before any handler runs.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from scoring import uscc as uscc_check
+from scoring.explain import Explanation
+
+MIN_YEAR, MAX_YEAR = 2022, 2100
+
+
+def _valid_uscc(code: str) -> str:
+    problem = uscc_check.problem(code)
+    if problem:
+        raise ValueError(problem)
+    return code
+
+
+USCC = Annotated[
+    str,
+    Field(min_length=18, max_length=18, examples=["52120111MJ0627485A"]),
+    AfterValidator(_valid_uscc),
+]
+Year = Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR, examples=[2023])]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refuse it up front, as 422
+Text = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
+Reason = Annotated[
+    str, Field(min_length=1, max_length=2000, pattern=NO_NUL, examples=["复议撤销原处罚决定"])
+]
+Scale = Literal["four", "five"]
+Day = Annotated[date, Field(ge=date(MIN_YEAR, 1, 1), le=date(MAX_YEAR, 12, 31))]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstitutionCreate(Strict):
+    uscc: USCC
+    name: Annotated[
+        str, Field(min_length=1, max_length=200, examples=["天津市西青区启航文化培训学校"])
+    ]
+    district_code: Annotated[str, Field(pattern=r"^\d{6}$", examples=["120111"])]
+    licence_no: Annotated[
+        str, Field(min_length=1, max_length=100, examples=["教民11201117000001号"])
+    ]
+    address: Text = ""
+    status: Literal["operating", "suspended", "closed"] = "operating"
+
+
+class InstitutionPublic(InstitutionCreate):
+    recorded_at: datetime
+    recorded_by: str
+
+
+class FindingCreate(Strict):
+    finding_id: Annotated[
+        str | None, Field(min_length=1, max_length=64, pattern=r"^[^#\s\x00][^\s\x00]*$")
+    ] = None
+    uscc: USCC
+    indicator: Annotated[
+        str, Field(max_length=64, pattern=NO_NUL, examples=["refunds_per_contract"])
+    ]
+    occurred_on: Day
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    source: Literal["inspection", "complaint", "penalty", "self_report", "platform", "other"] = (
+        "other"
+    )
+    reference: Text = ""
+    note: Text = ""
+
+
+class FindingPublic(Strict):
+    finding_id: str
+    uscc: str
+    indicator: str
+    occurred_on: date
+    count: int
+    source: str
+    reference: str
+    status: Literal["active", "revoked"]
+    note: str
+    recorded_at: datetime
+    recorded_by: str
+    revoked_at: datetime | None
+    revoked_by: str | None
+    revoke_reason: str | None
+
+
+class Revocation(Strict):
+    reason: Reason
+
+
+class ImportReport(Strict):
+    institutions_added: int
+    institutions_updated: int
+    findings_added: int
+    findings_unchanged: int
+
+
+class ComputeRequest(Strict):
+    scale: Scale | None = None
+
+
+class PublishRequest(Strict):
+    revision: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    reason: Reason | None = None
+
+
+class SnapshotPublic(Strict):
+    year: int
+    revision: int
+    status: Literal["draft", "published"]
+    scale: str
+    ruleset_version: str
+    rules_hash: str
+    input_digest: str
+    content_hash: str
+    created_at: datetime
+    supersedes: int | None
+    reason: str | None
+    published_at: datetime | None
+    chain_hash: str | None
+
+
+class GradePublic(Strict):
+    """What the public sees of one institution: its published grade, nothing else."""
+
+    uscc: str
+    name: str
+    score: int
+    grade: str
+    vetoed: bool
+
+
+class GradeFull(GradePublic):
+    licence_no: str
+    vetoes: list[str]
+    points: dict[str, int]
+
+
+class RatingPublic(Strict):
+    snapshot: SnapshotPublic
+    institutions: list[GradePublic]
+
+
+class RatingFull(Strict):
+    snapshot: SnapshotPublic
+    institutions: list[GradeFull]
+
+
+class InstitutionRating(Strict):
+    snapshot: SnapshotPublic
+    rating: GradeFull | GradePublic
+    explanation: Explanation | None = None
+
+
+class HistoryEntry(Strict):
+    year: int
+    revision: int
+    scale: str
+    score: int
+    grade: str
+    vetoed: bool
+
+
+class EvaluateFinding(Strict):
+    uscc: USCC
+    indicator: Annotated[str, Field(max_length=64, pattern=NO_NUL)]
+    occurred_on: Day
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    status: Literal["active", "revoked"] = "active"
+
+
+class EvaluateRequest(Strict):
+    """A dry run: rate `year` with supplied findings and/or a candidate rule set."""
+
+    year: Year
+    scale: Scale | None = None
+    findings: Annotated[list[EvaluateFinding], Field(max_length=100_000)] | None = Field(
+        default=None,
+        description="Findings to rate instead of the stored ones for the year (all of them).",
+    )
+    rules: dict[str, Any] | None = Field(
+        default=None,
+        description="A candidate rule set: file name -> content, as the files in rules/ "
+        "(ruleset.yaml, indicators.yaml, vetoes.yaml, scales.yaml).",
+    )
+
+
+class GradeChange(Strict):
+    uscc: str
+    name: str
+    published_score: int | None
+    published_grade: str | None
+    score: int
+    grade: str
+    changed: bool
+
+
+class EvaluateResponse(Strict):
+    year: int
+    scale: str
+    ruleset_version: str
+    rules_hash: str
+    published_revision: int | None
+    changes: int
+    institutions: list[GradeChange]
+
+
+class KeyInfo(Strict):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
