@@ -1,0 +1,778 @@
+"""Checking and normalising the two input tables (MEASURES.md, "Input data") before any rating.
+
+Nothing may be rated from input with errors, and a supervisor fixing a file wants every
+problem at once, each located by file, row, column and value with what was expected. So the
+checks here never stop at the first problem: `validate` runs all of them on both tables and
+raises one `CappedInputError` listing everything found.
+
+Raw frames come from `service.files` (or any caller): one row per data row, the index holding
+the row number a person would look for (spreadsheet row, header = row 1; 1-based position for
+JSON and Parquet). Cells are text with "" for empty, or already typed (Parquet: dates as
+datetime64, counts as integers); typed columns are checked in their type, never turned into
+text first.
+
+Speed: a district has dozens of rows, a national benchmark ten million findings, so every
+check is vectorised (pandas, Arrow compute, numpy over the bytes of credit codes): dates and
+counts are dictionary-encoded and only their few distinct values parsed, credit codes are
+matched against the institution list by exact integer keys, and rows are looked at one by
+one only to build the Problems of bad rows, at most `MAX_PROBLEMS` of those per check.
+Surrounding spaces in code-like cells are forgiven (stripped), checked only on cells that
+fail, so clean columns pass through without a copy.
+
+Report cap: a file with a wrong column in a million rows would otherwise list a million
+lines. Each table's report and the combined report list at most `MAX_PROBLEMS` problems:
+whole-file problems (columns) first, then bad cells by row. The count of everything found is
+kept in `ProblemList.total` and `CappedInputError.total`, and the message ends with
+"… and N more".
+"""
+
+from __future__ import annotations
+
+import calendar
+import difflib
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring import uscc as credit_code
+from scoring.errors import InputError, Problem
+from scoring.rules import RuleSet
+
+MAX_PROBLEMS = 1000
+"""At most this many problems are listed per table and per report; the rest are counted."""
+
+MAX_COUNT = 1_000_000
+"""Largest `count` accepted: no finding has a million person-times, a larger number is a typo."""
+
+ROW_ID = "#{row}"
+"""Default `finding_id` of a finding without one: its row number, e.g. "#12"."""
+
+DATE_DTYPE = "datetime64[us]"
+"""dtype of `occurred_on` in normalised findings (pandas' own default resolution)."""
+
+INSTITUTION_STATUSES = ("operating", "suspended", "closed")
+FINDING_SOURCES = ("inspection", "complaint", "penalty", "self_report", "platform", "other")
+FINDING_STATUSES = ("active", "revoked")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns of one input table.
+
+    `optional` maps each optional column to the value an empty (or absent) cell takes, written
+    as a cell would hold it. `order` is the column order of the normalised frame.
+    """
+
+    required: tuple[str, ...]
+    optional: Mapping[str, str]
+    order: tuple[str, ...]
+
+
+INSTITUTION_COLUMNS = Columns(
+    required=("uscc", "name", "district_code", "licence_no"),
+    optional={"address": "", "status": "operating"},
+    order=("uscc", "name", "district_code", "licence_no", "address", "status"),
+)
+FINDING_COLUMNS = Columns(
+    required=("uscc", "indicator", "occurred_on"),
+    optional={
+        "finding_id": ROW_ID,
+        "count": "1",
+        "source": "other",
+        "reference": "",
+        "status": "active",
+        "note": "",
+    },
+    order=(
+        "finding_id",
+        "uscc",
+        "indicator",
+        "occurred_on",
+        "count",
+        "source",
+        "reference",
+        "status",
+        "note",
+    ),
+)
+
+# Chinese headers a supervisor may type; used only to suggest the contract's name.
+_CHINESE_HINTS = {
+    "统一社会信用代码": "uscc",
+    "信用代码": "uscc",
+    "机构名称": "name",
+    "名称": "name",
+    "区划代码": "district_code",
+    "行政区划代码": "district_code",
+    "办学许可证编号": "licence_no",
+    "办学许可证号": "licence_no",
+    "地址": "address",
+    "状态": "status",
+    "指标": "indicator",
+    "日期": "occurred_on",
+    "发生日期": "occurred_on",
+    "次数": "count",
+    "数量": "count",
+    "来源": "source",
+    "文号": "reference",
+    "编号": "finding_id",
+    "备注": "note",
+}
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WHOLE = r"[0-9]{1,9}"
+
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+
+class ProblemList(list[Problem]):
+    """Problems found in input, at most `MAX_PROBLEMS` listed; `total` counts all of them."""
+
+    def __init__(self, problems: Iterable[Problem] = (), *, total: int | None = None) -> None:
+        super().__init__(problems)
+        self.total = len(self) if total is None else total
+
+
+class CappedInputError(InputError):
+    """The InputError raised by this module and `service.files`.
+
+    `problems` lists at most `MAX_PROBLEMS` problems (whole-file ones first, then by row);
+    `total` counts every problem found, and the message says how many were left out.
+    """
+
+    def __init__(self, problems: list[Problem], *, total: int | None = None) -> None:
+        super().__init__(problems)
+        self.total = len(problems) if total is None else total
+        lines = [f"{self.total} problem(s) in the input; nothing was rated:"]
+        lines += [f"  - {p}" for p in problems]
+        if self.total > len(problems):
+            lines.append(f"  … and {self.total - len(problems)} more")
+        self.args = ("\n".join(lines),)
+
+
+def raise_problems(*groups: Iterable[Problem]) -> None:
+    """Raise one CappedInputError with the problems of every group; return when there are none.
+
+    Groups are kept in order (one per file), whole-file problems of every group come first,
+    and the list is capped at `MAX_PROBLEMS`; a `ProblemList` contributes its full `total`.
+    """
+    problems: list[Problem] = []
+    total = 0
+    for group in groups:
+        listed = list(group)
+        problems += listed
+        total += group.total if isinstance(group, ProblemList) else len(listed)
+    if total:
+        ordered = sorted(problems, key=lambda p: p.row is not None)  # stable: files stay in order
+        raise CappedInputError(ordered[:MAX_PROBLEMS], total=total)
+
+
+def validate(
+    institutions_raw: pd.DataFrame | None,
+    findings_raw: pd.DataFrame | None,
+    *,
+    rules: RuleSet,
+    institutions_file: str,
+    findings_file: str,
+    reading: Iterable[Iterable[Problem]] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalised institutions and findings, or one CappedInputError listing every problem.
+
+    A finding must name an institution of the institutions file; a code that is itself bad in
+    the institutions file is reported there only, not again for each of its findings.
+    `reading` holds problems met before (reading the files) so they are reported together; a
+    raw frame is None when its file could not be read at all: the other is still checked.
+    """
+    groups = [*reading]
+    known: pd.Series | None = None
+    institutions = findings = None
+    if institutions_raw is not None:
+        institutions, found = validate_institutions(institutions_raw, file=institutions_file)
+        groups.append(found)
+        if "uscc" in _header(institutions_raw):
+            known = institutions["uscc"]
+    if findings_raw is not None:
+        findings, found = validate_findings(
+            findings_raw, file=findings_file, rules=rules, known_uscc=known
+        )
+        groups.append(found)
+    raise_problems(*groups)
+    if institutions is None or findings is None:
+        unread = institutions_file if institutions is None else findings_file
+        raise CappedInputError([Problem(unread, None, None, None, "a file that can be read")])
+    return institutions, findings
+
+
+def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame, ProblemList]:
+    """The normalised institution list and the problems found in it.
+
+    The frame is only meaningful when there are no problems. Its columns are
+    `INSTITUTION_COLUMNS.order`, all text, with a RangeIndex.
+    """
+    table = _Table(raw, file, INSTITUTION_COLUMNS)
+    codes = table.check("uscc", _valid_codes, _code_expected)
+    _check_unique(table, codes)
+    columns = {
+        "uscc": codes,
+        "name": table.free_text("name"),
+        "district_code": table.check("district_code", _six_digits, _district_expected),
+        "licence_no": table.check("licence_no", _filled, _required("licence_no")),
+        "address": table.free_text("address"),
+        "status": _enum(table, "status", INSTITUTION_STATUSES),
+    }
+    return pd.DataFrame(columns), table.problems()
+
+
+def validate_findings(
+    raw: pd.DataFrame,
+    *,
+    file: str,
+    rules: RuleSet,
+    known_uscc: Collection[str] | pd.Series | pd.Index | None,
+) -> tuple[pd.DataFrame, ProblemList]:
+    """The normalised findings and the problems found in them.
+
+    `known_uscc` are the codes of the institution list: a finding for any other code is a
+    problem, and codes in it are taken as already checked. None skips that check (only the
+    check character is verified). The frame is only meaningful when there are no problems;
+    its columns are `FINDING_COLUMNS.order` (`occurred_on` datetime64 at midnight, `count`
+    int64, the rest text), with a RangeIndex.
+    """
+    table = _Table(raw, file, FINDING_COLUMNS)
+    columns = {
+        "finding_id": _finding_ids(table),
+        "uscc": _finding_codes(table, known_uscc),
+        "indicator": _indicators(table, rules),
+        "occurred_on": _dates(table),
+        "count": _counts(table),
+        "source": _enum(table, "source", FINDING_SOURCES),
+        "reference": table.free_text("reference"),
+        "status": _enum(table, "status", FINDING_STATUSES),
+        "note": table.free_text("note"),
+    }
+    return pd.DataFrame(columns), table.problems()
+
+
+Check = Callable[[pd.Series], BoolArray]
+"""Which cells of a text column are good, as a boolean array (vectorised)."""
+Explain = Callable[[str], str]
+"""What was expected instead of one bad value: only called for the rows listed."""
+
+
+class _Table:
+    """One raw table being checked: its columns by contract name, and the problems found."""
+
+    def __init__(self, raw: pd.DataFrame, file: str, spec: Columns) -> None:
+        self.file = file
+        self.spec = spec
+        self.rows: IntArray = np.asarray(raw.index, dtype=np.int64)
+        self.size = len(raw)
+        self._found: list[Problem] = []
+        self._total = 0
+        self.raw = self._check_header(raw.reset_index(drop=True))
+
+    def _check_header(self, raw: pd.DataFrame) -> pd.DataFrame:
+        if raw.shape == (0, 0):  # no rows and so no header (an empty JSON list): nothing to check
+            return raw
+        names = _header(raw)
+        raw = raw.set_axis(names, axis=1)
+        known = set(self.spec.order)
+        for name in dict.fromkeys(names):
+            if names.count(name) > 1:
+                self.whole_file(name, "each column once (this header appears twice)")
+            elif name not in known:
+                self.whole_file(name, _unknown_column(name, self.spec.order))
+        for name in self.spec.required:
+            if name not in names:
+                self.whole_file(name, "this required column (it is missing from the header)")
+        keep = [n for n in self.spec.order if names.count(n) == 1]
+        return raw[keep]
+
+    # Problems ------------------------------------------------------------------------------
+
+    def whole_file(self, column: str | None, expected: str) -> None:
+        self._found.append(Problem(self.file, None, column, None, expected))
+        self._total += 1
+
+    def report(self, bad: BoolArray, column: str, values: pd.Series, expected: Explain) -> None:
+        """One problem per bad row (the first MAX_PROBLEMS built, all counted)."""
+        positions = np.flatnonzero(bad)
+        self._total += len(positions)
+        for pos in positions[:MAX_PROBLEMS]:
+            value = _display(values.iloc[pos])
+            self._found.append(
+                Problem(self.file, int(self.rows[pos]), column, value, expected(value))
+            )
+
+    def problems(self) -> ProblemList:
+        """Whole-file problems first, then by row and column; at most MAX_PROBLEMS listed."""
+        place = {name: i for i, name in enumerate(self.spec.order)}
+        ordered = sorted(
+            self._found,
+            key=lambda p: (p.row is not None, p.row or 0, place.get(p.column or "", -1)),
+        )
+        return ProblemList(ordered[:MAX_PROBLEMS], total=self._total)
+
+    # Columns -------------------------------------------------------------------------------
+
+    def column(self, name: str) -> pd.Series | None:
+        return self.raw[name] if name in self.raw.columns else None
+
+    def default(self, name: str) -> str:
+        return self.spec.optional.get(name, "")
+
+    def constant(self, value: str) -> pd.Series:
+        return _repeat(value, self.size)
+
+    def check(self, name: str, good: Check, expected: Explain) -> pd.Series:
+        """A code-like text column: bad cells reported, empty optional cells defaulted.
+
+        Cells that fail only because of surrounding spaces are accepted, stripped. An empty
+        cell is bad in a required column and takes the default in an optional one; `good`
+        need not accept "" and `expected` is not asked about it.
+        """
+        raw = self.column(name)
+        if raw is None:
+            return self.constant(self.default(name))
+        text = _as_text(raw)
+        ok = np.array(good(text), dtype=bool)
+        if ok.all():
+            return text
+        empty = ~ok & _mask(text == "")
+        if (~ok & ~empty).any():
+            text, fixed, blank = _strip_failed(text, ~ok & ~empty, good)
+            ok |= fixed
+            empty |= blank
+        if name in self.spec.required:
+            self.report(empty, name, raw, _required(name))
+        else:
+            text = _fill(text, empty, self.default(name))
+        self.report(~ok & ~empty, name, raw, expected)
+        return text
+
+    def free_text(self, name: str) -> pd.Series:
+        """A text column kept as written (names, notes); only emptiness is checked."""
+        if name in self.spec.required:
+            return self.check(name, _filled, _required(name))
+        raw = self.column(name)
+        return self.constant(self.default(name)) if raw is None else _as_text(raw)
+
+    def coded(self, name: str) -> _Coded:
+        """A low-cardinality text column as distinct (stripped) values and a code per row."""
+        raw = self.column(name)
+        text = _as_text(raw) if raw is not None else self.constant("")
+        array = pa.array(text)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = pc.dictionary_encode(array)
+        uniques = pd.Index(encoded.dictionary.to_pylist(), dtype="str").str.strip()
+        return _Coded(encoded.indices.to_numpy().astype(np.intp), uniques, raw)
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """A text column as distinct values (stripped) and, per row, the index of its value."""
+
+    codes: npt.NDArray[np.intp]
+    uniques: pd.Index
+    raw: pd.Series | None  # as given, to show bad values as they are in the file
+
+    def report(self, table: _Table, name: str, bad: BoolArray, expected: Explain) -> None:
+        """Report the rows whose value is bad (`bad` is a mask over the distinct values)."""
+        if self.raw is not None and bad.any():
+            table.report(bad[self.codes], name, self.raw, expected)
+
+    def empty(self) -> BoolArray:
+        return _mask(self.uniques == "")
+
+
+# Column checks ---------------------------------------------------------------------------
+
+
+def _check_unique(table: _Table, codes: pd.Series) -> None:
+    """Every later row with a code already listed is reported, naming the first row too."""
+    repeated = _mask(codes.duplicated(keep="first")) & _filled(codes)
+    if not repeated.any():
+        return
+    again = codes[repeated]
+    firsts = codes[~_mask(codes.duplicated(keep="first")) & _mask(codes.isin(again.unique()))]
+    first = dict(zip(firsts.tolist(), table.rows[firsts.index].tolist(), strict=True))
+    table.report(
+        repeated,
+        "uscc",
+        codes,
+        lambda code: f"each institution listed once: this code is already on row {first[code]}",
+    )
+
+
+def _finding_codes(
+    table: _Table, known: Collection[str] | pd.Series | pd.Index | None
+) -> pd.Series:
+    """`uscc` of findings: a code of the institution list (or, without one, a valid code)."""
+    if known is None:
+        return table.check("uscc", _valid_codes, _code_expected)
+    codes = pd.Series(known if isinstance(known, pd.Series | pd.Index) else list(known))
+    codes = _as_text(codes.reset_index(drop=True))
+    codes = codes[_mask(codes != "")].reset_index(drop=True)
+
+    def expected(code: str) -> str:
+        return credit_code.problem(code.strip()) or (
+            "the credit code of an institution in the institutions file "
+            "(no institution there has this code)"
+        )
+
+    return table.check("uscc", lambda column: _listed(column, codes), expected)
+
+
+def _indicators(table: _Table, rules: RuleSet) -> pd.Series:
+    codes = [i.code for i in rules.indicators] + [v.code for v in rules.vetoes]
+    hints = {str(i.number): i.code for i in rules.indicators}
+    hints |= {i.title: i.code for i in rules.indicators} | {v.title: v.code for v in rules.vetoes}
+
+    def expected(value: str) -> str:
+        text = f"an indicator or veto code of rules {rules.version}"
+        guess = hints.get(value.strip()) or _closest(value, codes)
+        return f"{text}; did you mean {guess!r}?" if guess else f"{text} (listed in rules/)"
+
+    return table.check("indicator", _one_of(codes), expected)
+
+
+def _enum(table: _Table, name: str, choices: tuple[str, ...]) -> pd.Series:
+    def expected(value: str) -> str:
+        text = f"one of {', '.join(choices)} (empty means {table.default(name)})"
+        guess = _closest(value, choices)
+        return f"{text}; did you mean {guess!r}?" if guess else text
+
+    return table.check(name, _one_of(choices), expected)
+
+
+def _finding_ids(table: _Table) -> pd.Series:
+    """`finding_id` as given, or "#<row>" where it is absent or empty."""
+    raw = table.column("finding_id")
+    if raw is None:
+        return _row_ids(table.rows)
+    ids = _as_text(raw)
+    empty = _mask(ids.str.strip() == "")
+    if empty.any():
+        ids = ids.copy()
+        ids[empty] = _row_ids(table.rows[empty]).to_numpy()
+    return ids
+
+
+def _repeat(value: str, size: int) -> pd.Series:
+    """A text column holding `value` in every row, built as one Arrow buffer."""
+    encoded = np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+    offsets = np.arange(size + 1, dtype=np.int64) * len(encoded)
+    array = pa.LargeStringArray.from_buffers(
+        size, pa.py_buffer(offsets), pa.py_buffer(np.tile(encoded, size))
+    )
+    return pd.Series(pd.array(array, dtype="str"))
+
+
+def _row_ids(rows: IntArray) -> pd.Series:
+    """ "#<row>" for each row number, made by Arrow (no Python string per row)."""
+    digits = pc.cast(pa.array(rows, type=pa.int64()), pa.large_string())
+    return pd.Series(pd.array(pc.binary_replace_slice(digits, 0, 0, "#"), dtype="str"))
+
+
+def _dates(table: _Table) -> pd.Series:
+    """`occurred_on` as datetime64 at midnight; text must be an ISO date that exists."""
+    raw = table.column("occurred_on")
+    if raw is None:
+        return pd.Series(np.full(table.size, np.datetime64("NaT"), dtype=DATE_DTYPE))
+    if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("date", "datetime"):
+        raw = pd.Series(pd.to_datetime(raw))
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return _typed_dates(table, raw)
+    coded = table.coded("occurred_on")
+    parsed = pd.to_datetime(coded.uniques, format="%Y-%m-%d", errors="coerce")
+    iso = _mask(coded.uniques.str.fullmatch(_ISO_DATE.pattern))
+    empty = coded.empty()
+    coded.report(table, "occurred_on", empty, _required("occurred_on"))
+    exists = _mask(parsed.notna()) & _mask(parsed.year >= 1)  # numpy has a year 0, ISO not
+    coded.report(table, "occurred_on", ~empty & ~(iso & exists), _date_expected)
+    days = parsed.to_numpy().astype(DATE_DTYPE)
+    return pd.Series(days[coded.codes])
+
+
+def _typed_dates(table: _Table, raw: pd.Series) -> pd.Series:
+    if getattr(raw.dt, "tz", None) is not None:
+        raw = raw.dt.tz_localize(None)
+    table.report(_mask(raw.isna()), "occurred_on", raw, _required("occurred_on"))
+    days = raw.to_numpy().astype("datetime64[D]").astype(DATE_DTYPE)
+    return pd.Series(days)
+
+
+def _counts(table: _Table) -> pd.Series:
+    """`count` as int64; empty means 1. Typed integers and floats are checked as numbers."""
+    raw = table.column("count")
+    if raw is None:
+        return pd.Series(np.ones(table.size, dtype=np.int64))
+    if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
+        return _text_counts(table)
+    numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = np.where(np.isnan(numbers), 1.0, numbers)
+    bad = (numbers != np.floor(numbers)) | (numbers < 1) | (numbers > MAX_COUNT)
+    table.report(bad, "count", raw, _count_expected)
+    return pd.Series(np.where(bad, 1, numbers).astype(np.int64))
+
+
+def _text_counts(table: _Table) -> pd.Series:
+    coded = table.coded("count")
+    uniques = coded.uniques.where(~coded.empty(), "1")
+    whole = _mask(uniques.str.fullmatch(_WHOLE))
+    values = np.ones(len(uniques), dtype=np.int64)
+    values[whole] = uniques[whole].astype(np.int64)
+    bad = ~whole | (values < 1) | (values > MAX_COUNT)
+    coded.report(table, "count", bad, _count_expected)
+    return pd.Series(np.where(bad, 1, values)[coded.codes])
+
+
+# Cell checks (vectorised) ----------------------------------------------------------------
+
+
+def _filled(text: pd.Series) -> BoolArray:
+    return _mask(text.str.strip() != "")
+
+
+def _six_digits(text: pd.Series) -> BoolArray:
+    return _mask(text.str.fullmatch(r"[0-9]{6}"))
+
+
+def _one_of(choices: Iterable[str]) -> Check:
+    allowed = list(choices)
+
+    def good(text: pd.Series) -> BoolArray:
+        return _mask(text.isin(allowed))
+
+    return good
+
+
+_CHAR_VALUE = np.full(256, -1, dtype=np.int8)
+for _i, _ch in enumerate(credit_code.ALPHABET):
+    _CHAR_VALUE[ord(_ch)] = _i
+_CODE_WEIGHTS = np.array(credit_code.WEIGHTS, dtype=np.int64)
+_PREFIX = 8  # registration authority, type and district: few distinct values in a list
+_LOW, _HIGH = ord("0"), ord("Y")  # every alphabet character's byte lies in this range
+_BASE = _HIGH - _LOW + 1  # the other 10 bytes are read as a number in this base ...
+_BODY_SPAN = _BASE**10  # ... below this bound, so 540 prefix ranks fit above it in an int64
+_MAX_PREFIXES = (2**63 - 1) // _BODY_SPAN
+
+
+def _code_matrix(codes: pd.Series) -> tuple[BoolArray, npt.NDArray[np.uint8]]:
+    """Which cells are 18 bytes long, and those cells' bytes as an (m, 18) matrix.
+
+    The matrix is read from the column's Arrow buffer: no Python string is made per cell.
+    """
+    length = credit_code.LENGTH
+    array = pa.array(codes, type=pa.large_string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    fits = np.array(pc.equal(pc.binary_length(array), length).fill_null(False), dtype=bool)
+    if not fits.any():
+        return fits, np.empty((0, length), dtype=np.uint8)
+    if not fits.all():
+        array = array.filter(pa.array(fits))
+    start = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    return fits, data[start : start + length * len(array)].reshape(-1, length)
+
+
+def _valid_codes(codes: pd.Series) -> BoolArray:
+    """`scoring.uscc.valid_mask` for a text column, without its per-code encode step.
+
+    valid_mask encodes every code to bytes one by one (seconds for a million codes); here
+    the column's bytes are viewed as a matrix. A code with a non-ASCII character is longer
+    than 18 bytes or holds a byte outside the alphabet, so it fails as it does in valid_mask;
+    tests hold the two to the same answers.
+    """
+    ok, matrix = _code_matrix(codes)
+    values = _CHAR_VALUE[matrix].astype(np.int64)
+    check = (31 - (values[:, :17] @ _CODE_WEIGHTS) % 31) % 31
+    ok[ok] = (values >= 0).all(axis=1) & (check == values[:, 17])
+    return ok
+
+
+def _listed(codes: pd.Series, known: pd.Series) -> BoolArray:
+    """Exactly `codes.isin(known)`, fast for ten million findings against a million codes.
+
+    Codes made of 18 alphabet characters are matched by an exact 64-bit key (see
+    `_code_keys`) with one sort; the rest, and any code the keys do not match, are looked up
+    as text, which is slow only for many bad rows.
+    """
+    listed = np.zeros(len(codes), dtype=bool)
+    known_keys = _code_keys(known, prefixes=None)
+    if known_keys is not None:
+        keys, prefixes = known_keys
+        found = _code_keys(codes, prefixes=prefixes)
+        if found is not None:
+            listed = _keys_in(found[0], _distinct(keys))
+    rest = np.flatnonzero(~listed)
+    if len(rest):
+        known_text = pa.array(known, type=pa.large_string())
+        listed[rest] = _mask(pc.is_in(pa.array(codes.iloc[rest]), value_set=known_text))
+    return listed
+
+
+def _code_keys(
+    codes: pd.Series, *, prefixes: npt.NDArray[np.uint64] | None
+) -> tuple[IntArray, npt.NDArray[np.uint64]] | None:
+    """One int64 key per code, equal keys meaning equal codes; -1 where a code has no key.
+
+    A key is the rank of the code's 8-byte prefix among `prefixes` (the distinct prefixes of
+    the known codes; computed here when None) times `_BODY_SPAN`, plus the other 10 bytes
+    read as a base-42 number: exact for bytes "0"…"Y", which every alphabet character is.
+    A code with another prefix, another length or another byte gets -1. None when there are
+    too many distinct prefixes to rank.
+    """
+    fits, matrix = _code_matrix(codes)
+    raw_prefix = np.ascontiguousarray(matrix[:, :_PREFIX]).view(np.uint64).ravel()
+    if prefixes is None:
+        prefixes = _distinct(raw_prefix)
+    if not 0 < len(prefixes) <= _MAX_PREFIXES:
+        return None
+    rank = np.minimum(np.searchsorted(prefixes, raw_prefix), len(prefixes) - 1)
+    usable = prefixes[rank] == raw_prefix  # prefixes are compared as raw bytes
+    body = matrix[:, _PREFIX:]
+    if matrix.min(initial=_LOW) < _LOW or matrix.max(initial=_LOW) > _HIGH:  # contiguous: fast
+        usable &= ((body >= _LOW) & (body <= _HIGH)).all(axis=1)
+    key = np.zeros(len(matrix), dtype=np.int64)
+    for column in range(body.shape[1]):
+        key *= _BASE
+        key += body[:, column]
+    key += rank.astype(np.int64) * _BODY_SPAN - _LOW * ((_BODY_SPAN - 1) // (_BASE - 1))
+    keys = np.full(len(codes), -1, dtype=np.int64)
+    keys[np.flatnonzero(fits)[usable]] = key[usable]
+    return keys, prefixes
+
+
+def _distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Sorted distinct values, by sorting (numpy's hash-based `unique` is slower here)."""
+    ordered = np.sort(values)
+    return (
+        ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+    )
+
+
+def _keys_in(keys: IntArray, known: IntArray) -> BoolArray:
+    """`np.isin(keys, known)` for sorted unique `known`: one sort, no hash table."""
+    distinct = _distinct(keys[keys >= 0])
+    at = np.minimum(np.searchsorted(known, distinct), max(len(known) - 1, 0))
+    missing = distinct[known[at] != distinct] if len(known) else distinct
+    listed = keys >= 0
+    if len(missing):
+        listed &= ~pd.Series(keys).isin(missing).to_numpy()
+    return listed
+
+
+# Helpers ---------------------------------------------------------------------------------
+
+
+def _strip_failed(
+    text: pd.Series, failed: BoolArray, good: Check
+) -> tuple[pd.Series, BoolArray, BoolArray]:
+    """Strip the failed cells: those that then pass are fixed in the text; blank ones are empty.
+
+    Returns the text, the mask of fixed cells and the mask of cells holding only spaces.
+    """
+    positions = np.flatnonzero(failed)
+    original = text.iloc[positions]
+    stripped = original.str.strip()
+    blank, fixed = np.zeros(len(text), dtype=bool), np.zeros(len(text), dtype=bool)
+    blank[positions] = _mask(stripped == "")
+    fixed[positions] = np.array(good(stripped), dtype=bool) & _mask(stripped != original)
+    if fixed.any():
+        text = text.copy()
+        text[fixed] = stripped[fixed[positions]].to_numpy()
+    return text, fixed, blank
+
+
+def _fill(text: pd.Series, where: BoolArray, value: str) -> pd.Series:
+    if not where.any():
+        return text
+    filled = pc.if_else(pa.array(where), value, pa.array(text))
+    return pd.Series(pd.array(filled, dtype="str"))
+
+
+def _header(raw: pd.DataFrame) -> list[str]:
+    """Column names as the contract spells them: spaces and a stray BOM around them dropped."""
+    return [str(c).strip().lstrip("\ufeff").strip() for c in raw.columns]
+
+
+def _mask(values: Any) -> BoolArray:
+    """A boolean numpy array from a pandas, numpy or Arrow result."""
+    return np.asarray(values, dtype=bool)
+
+
+def _as_text(raw: pd.Series) -> pd.Series:
+    """Cells as text, "" for missing; str columns pass through, typed ones are written out."""
+    if isinstance(raw.dtype, pd.StringDtype):
+        return raw.fillna("") if raw.hasnans else raw
+    if pd.api.types.is_float_dtype(raw.dtype):
+        return raw.map(_number_text, na_action="ignore").astype("str").fillna("")
+    return raw.astype("str").fillna("")
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _display(value: Any) -> str:
+    """A cell as shown in a Problem: text as is, numbers and dates written out, missing = ""."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return _number_text(value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def _required(name: str) -> Explain:
+    return lambda value: f"a value: {name} is required"
+
+
+def _code_expected(code: str) -> str:
+    return credit_code.problem(code.strip()) or "a valid unified social credit code"
+
+
+def _district_expected(value: str) -> str:
+    return "6 digits (GB/T 2260 district code, e.g. 120111 for 西青区)"
+
+
+def _count_expected(value: str) -> str:
+    return f"a whole number from 1 to {MAX_COUNT:,} (empty means 1)"
+
+
+def _date_expected(value: str) -> str:
+    text = value.strip()
+    if not _ISO_DATE.fullmatch(text):
+        return "a date written YYYY-MM-DD (ISO 8601), e.g. 2023-05-17"
+    year, month, day = (int(part) for part in text.split("-"))
+    if year < 1:
+        return "a date that exists: the year must be 0001 or later"
+    if not 1 <= month <= 12:
+        return "a date that exists: the month must be 01–12"
+    days = calendar.monthrange(year, month)[1]
+    return f"a date that exists: {year:04d}-{month:02d} has days 01–{days:02d}, not {day:02d}"
+
+
+def _closest(value: str, choices: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(value.strip().lower(), list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _unknown_column(name: str, known: tuple[str, ...]) -> str:
+    listed = ", ".join(known)
+    if not name:
+        return f"a name in the header row for this column (known columns: {listed})"
+    guess = _CHINESE_HINTS.get(name) or _closest(name, known)
+    hint = f"did you mean {guess!r}? " if guess else ""
+    return f"no such column ({hint}known columns: {listed})"
