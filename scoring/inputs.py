@@ -223,7 +223,7 @@ def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame
         "uscc": codes,
         "name": table.free_text("name"),
         "district_code": table.check("district_code", _six_digits, _district_expected),
-        "licence_no": table.check("licence_no", _filled, _required("licence_no")),
+        "licence_no": table.free_text("licence_no"),
         "address": table.free_text("address"),
         "status": _enum(table, "status", INSTITUTION_STATUSES),
     }
@@ -358,11 +358,19 @@ class _Table:
         return text
 
     def free_text(self, name: str) -> pd.Series:
-        """A text column kept as written (names, notes); only emptiness is checked."""
+        """A text column kept as written (names, notes); emptiness and NUL are checked.
+
+        A NUL character is invisible in every viewer and PostgreSQL cannot store it.
+        """
         if name in self.spec.required:
-            return self.check(name, _filled, _required(name))
-        raw = self.column(name)
-        return self.constant(self.default(name)) if raw is None else _as_text(raw)
+            text = self.check(name, _filled, _required(name))
+        else:
+            raw = self.column(name)
+            text = self.constant(self.default(name)) if raw is None else _as_text(raw)
+        has_nul = _mask(text.str.contains("\x00", regex=False))
+        if has_nul.any():
+            self.report(has_nul, name, text, lambda _: "text without NUL (\\x00) characters")
+        return text
 
     def coded(self, name: str) -> _Coded:
         """A low-cardinality text column as distinct (stripped) values and a code per row."""
@@ -460,6 +468,10 @@ def _finding_ids(table: _Table) -> pd.Series:
         return _row_ids(table.rows)
     ids = _as_text(raw)
     empty = _mask(ids.str.strip() == "")
+    bad = ~empty & _mask(~ids.str.fullmatch(r"[^\s\x00]{1,64}"))
+    table.report(bad, "finding_id", raw, lambda _: "an id of 1-64 characters without spaces")
+    repeated = ~empty & ~bad & _mask(ids.duplicated(keep=False))
+    table.report(repeated, "finding_id", raw, lambda _: "a finding_id used once in the file")
     if empty.any():
         ids = ids.copy()
         ids[empty] = _row_ids(table.rows[empty]).to_numpy()

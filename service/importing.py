@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from scoring.inputs import raise_problems, validate_findings, validate_institutions
 from scoring.rules import RuleSet
@@ -38,6 +39,22 @@ def import_files(
     raws = [(label, read_table(path)) for label, path in zip(labels, paths, strict=True)]
     institution_files = [(label, raw) for label, raw in raws if not is_findings(raw)]
     finding_files = [(label, raw) for label, raw in raws if is_findings(raw)]
+    try:
+        return _store(engine, institution_files, finding_files, rules=rules, by=by)
+    except IntegrityError as exc:  # e.g. the same new finding_id in two files of one import
+        raise store.Conflict(
+            f"the import conflicts with itself or the record: {exc.orig}"
+        ) from None
+
+
+def _store(
+    engine: Engine,
+    institution_files: list[tuple[str, pd.DataFrame]],
+    finding_files: list[tuple[str, pd.DataFrame]],
+    *,
+    rules: RuleSet,
+    by: str,
+) -> store.ImportSummary:
     with writing(engine) as conn:
         checked = [validate_institutions(raw, file=label) for label, raw in institution_files]
         known = store.known_usccs(conn).union(*(set(frame["uscc"]) for frame, _ in checked))

@@ -778,3 +778,40 @@ def test_read_inputs_reports_both_files_at_once(tmp_path: Path) -> None:
         ("i.csv", None, None),
         ("f.csv", 3, "occurred_on"),
     ]
+
+
+def test_finding_ids_must_be_unique_short_and_without_spaces() -> None:
+    rules = load_rules()
+    raw = pd.DataFrame(
+        {
+            "uscc": ["52120116MJ0631127X"] * 4,
+            "indicator": ["licence_valid"] * 4,
+            "occurred_on": ["2023-01-01"] * 4,
+            "finding_id": ["XQ-1", "XQ-1", "x" * 65, "has space"],
+        },
+        index=[2, 3, 4, 5],
+    )
+    _, problems = validate_findings(raw, file="f.csv", rules=rules, known_uscc=None)
+    assert [(p.row, p.column) for p in problems] == [
+        (2, "finding_id"),
+        (3, "finding_id"),
+        (4, "finding_id"),
+        (5, "finding_id"),
+    ]
+    assert "used once" in problems[0].expected
+    assert "1-64 characters" in problems[2].expected
+
+
+def test_a_nul_character_in_free_text_is_a_problem_not_stored() -> None:
+    raw = pd.DataFrame(
+        {
+            "uscc": ["52120116MJ0631127X"],
+            "name": ["天津市西青区\x00培训学校"],
+            "district_code": ["120111"],
+            "licence_no": ["教民1\x00号"],
+        },
+        index=[2],
+    )
+    _, problems = validate_institutions(raw, file="i.csv")
+    assert {(p.row, p.column) for p in problems} == {(2, "name"), (2, "licence_no")}
+    assert all("NUL" in p.expected for p in problems)
