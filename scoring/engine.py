@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
+from scoring.codes import positions
 from scoring.errors import ScoringError
 from scoring.rules import Mode, RuleSet, RulesInForce
 
@@ -30,26 +32,39 @@ def counted(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
     in_year = (day >= np.datetime64(f"{year:04d}-01-01")) & (
         day < np.datetime64(f"{year + 1:04d}-01-01")
     )
-    return in_year & (findings["status"].to_numpy() == "active")
+    return in_year & findings["status"].eq("active").to_numpy(dtype=bool)
 
 
 def units_lost(
     institutions: pd.DataFrame, findings: pd.DataFrame, codes: list[str], year: int
 ) -> npt.NDArray[np.int64]:
     """Matrix (institution × code) of the units counted against each institution in `year`."""
-    keep = counted(findings, year)
-    uscc = findings["uscc"].to_numpy()[keep]
-    who = pd.Index(institutions["uscc"]).get_indexer(pd.Index(uscc))
-    what = pd.Index(codes).get_indexer(pd.Index(findings["indicator"].to_numpy()[keep]))
+    mine = findings[counted(findings, year)]
+    who = positions(mine["uscc"], institutions["uscc"])
+    what = code_positions(mine["indicator"], codes)
     if (who < 0).any():
-        raise ScoringError(f"finding for an institution not in the list: {uscc[who < 0][0]}")
+        raise ScoringError(
+            f"finding for an institution not in the list: {mine['uscc'].iloc[np.argmin(who)]}"
+        )
     if (what < 0).any():
-        unknown = findings["indicator"].to_numpy()[keep][what < 0][0]
+        unknown = mine["indicator"].iloc[np.argmin(what)]
         raise ScoringError(f"finding against an indicator not in force in {year}: {unknown}")
     n, k = len(institutions), len(codes)
     cell = who.astype(np.int64) * k + what
-    weights = findings["count"].to_numpy()[keep].astype(np.float64)
+    weights = mine["count"].to_numpy().astype(np.float64)
     return np.bincount(cell, weights=weights, minlength=n * k).reshape(n, k).astype(np.int64)
+
+
+def code_positions(values: pd.Series, codes: list[str]) -> npt.NDArray[np.intp]:
+    """Each value's position in the short list `codes` (-1 when absent), via its few distinct
+    values: a dictionary encoding instead of one string hash per row."""
+    array = pa.array(values, type=pa.large_string(), from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = array.dictionary_encode()
+    lookup = pd.Index(codes).get_indexer(pd.Index(encoded.dictionary.to_pylist()))
+    indices = encoded.indices.fill_null(len(lookup)).to_numpy()  # a null is no code
+    return np.append(lookup, -1).astype(np.intp)[indices]
 
 
 def rate(

@@ -42,6 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring import uscc as credit_code
+from scoring.codes import listed
+from scoring.codes import valid as valid_code
 from scoring.errors import InputError, Problem
 from scoring.rules import RuleSet
 
@@ -217,7 +219,7 @@ def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame
     `INSTITUTION_COLUMNS.order`, all text, with a RangeIndex.
     """
     table = _Table(raw, file, INSTITUTION_COLUMNS)
-    codes = table.check("uscc", _valid_codes, _code_expected)
+    codes = table.check("uscc", valid_code, _code_expected)
     _check_unique(table, codes)
     columns = {
         "uscc": codes,
@@ -425,7 +427,7 @@ def _finding_codes(
 ) -> pd.Series:
     """`uscc` of findings: a code of the institution list (or, without one, a valid code)."""
     if known is None:
-        return table.check("uscc", _valid_codes, _code_expected)
+        return table.check("uscc", valid_code, _code_expected)
     codes = pd.Series(known if isinstance(known, pd.Series | pd.Index) else list(known))
     codes = _as_text(codes.reset_index(drop=True))
     codes = codes[_mask(codes != "")].reset_index(drop=True)
@@ -436,7 +438,7 @@ def _finding_codes(
             "(no institution there has this code)"
         )
 
-    return table.check("uscc", lambda column: _listed(column, codes), expected)
+    return table.check("uscc", lambda column: listed(column, codes), expected)
 
 
 def _indicators(table: _Table, rules: RuleSet) -> pd.Series:
@@ -565,123 +567,6 @@ def _one_of(choices: Iterable[str]) -> Check:
         return _mask(text.isin(allowed))
 
     return good
-
-
-_CHAR_VALUE = np.full(256, -1, dtype=np.int8)
-for _i, _ch in enumerate(credit_code.ALPHABET):
-    _CHAR_VALUE[ord(_ch)] = _i
-_CODE_WEIGHTS = np.array(credit_code.WEIGHTS, dtype=np.int64)
-_PREFIX = 8  # registration authority, type and district: few distinct values in a list
-_LOW, _HIGH = ord("0"), ord("Y")  # every alphabet character's byte lies in this range
-_BASE = _HIGH - _LOW + 1  # the other 10 bytes are read as a number in this base ...
-_BODY_SPAN = _BASE**10  # ... below this bound, so 540 prefix ranks fit above it in an int64
-_MAX_PREFIXES = (2**63 - 1) // _BODY_SPAN
-
-
-def _code_matrix(codes: pd.Series) -> tuple[BoolArray, npt.NDArray[np.uint8]]:
-    """Which cells are 18 bytes long, and those cells' bytes as an (m, 18) matrix.
-
-    The matrix is read from the column's Arrow buffer: no Python string is made per cell.
-    """
-    length = credit_code.LENGTH
-    array = pa.array(codes, type=pa.large_string())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    fits = np.array(pc.equal(pc.binary_length(array), length).fill_null(False), dtype=bool)
-    if not fits.any():
-        return fits, np.empty((0, length), dtype=np.uint8)
-    if not fits.all():
-        array = array.filter(pa.array(fits))
-    start = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset]
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
-    return fits, data[start : start + length * len(array)].reshape(-1, length)
-
-
-def _valid_codes(codes: pd.Series) -> BoolArray:
-    """`scoring.uscc.valid_mask` for a text column, without its per-code encode step.
-
-    valid_mask encodes every code to bytes one by one (seconds for a million codes); here
-    the column's bytes are viewed as a matrix. A code with a non-ASCII character is longer
-    than 18 bytes or holds a byte outside the alphabet, so it fails as it does in valid_mask;
-    tests hold the two to the same answers.
-    """
-    ok, matrix = _code_matrix(codes)
-    values = _CHAR_VALUE[matrix].astype(np.int64)
-    check = (31 - (values[:, :17] @ _CODE_WEIGHTS) % 31) % 31
-    ok[ok] = (values >= 0).all(axis=1) & (check == values[:, 17])
-    return ok
-
-
-def _listed(codes: pd.Series, known: pd.Series) -> BoolArray:
-    """Exactly `codes.isin(known)`, fast for ten million findings against a million codes.
-
-    Codes made of 18 alphabet characters are matched by an exact 64-bit key (see
-    `_code_keys`) with one sort; the rest, and any code the keys do not match, are looked up
-    as text, which is slow only for many bad rows.
-    """
-    listed = np.zeros(len(codes), dtype=bool)
-    known_keys = _code_keys(known, prefixes=None)
-    if known_keys is not None:
-        keys, prefixes = known_keys
-        found = _code_keys(codes, prefixes=prefixes)
-        if found is not None:
-            listed = _keys_in(found[0], _distinct(keys))
-    rest = np.flatnonzero(~listed)
-    if len(rest):
-        known_text = pa.array(known, type=pa.large_string())
-        listed[rest] = _mask(pc.is_in(pa.array(codes.iloc[rest]), value_set=known_text))
-    return listed
-
-
-def _code_keys(
-    codes: pd.Series, *, prefixes: npt.NDArray[np.uint64] | None
-) -> tuple[IntArray, npt.NDArray[np.uint64]] | None:
-    """One int64 key per code, equal keys meaning equal codes; -1 where a code has no key.
-
-    A key is the rank of the code's 8-byte prefix among `prefixes` (the distinct prefixes of
-    the known codes; computed here when None) times `_BODY_SPAN`, plus the other 10 bytes
-    read as a base-42 number: exact for bytes "0"…"Y", which every alphabet character is.
-    A code with another prefix, another length or another byte gets -1. None when there are
-    too many distinct prefixes to rank.
-    """
-    fits, matrix = _code_matrix(codes)
-    raw_prefix = np.ascontiguousarray(matrix[:, :_PREFIX]).view(np.uint64).ravel()
-    if prefixes is None:
-        prefixes = _distinct(raw_prefix)
-    if not 0 < len(prefixes) <= _MAX_PREFIXES:
-        return None
-    rank = np.minimum(np.searchsorted(prefixes, raw_prefix), len(prefixes) - 1)
-    usable = prefixes[rank] == raw_prefix  # prefixes are compared as raw bytes
-    body = matrix[:, _PREFIX:]
-    if matrix.min(initial=_LOW) < _LOW or matrix.max(initial=_LOW) > _HIGH:  # contiguous: fast
-        usable &= ((body >= _LOW) & (body <= _HIGH)).all(axis=1)
-    key = np.zeros(len(matrix), dtype=np.int64)
-    for column in range(body.shape[1]):
-        key *= _BASE
-        key += body[:, column]
-    key += rank.astype(np.int64) * _BODY_SPAN - _LOW * ((_BODY_SPAN - 1) // (_BASE - 1))
-    keys = np.full(len(codes), -1, dtype=np.int64)
-    keys[np.flatnonzero(fits)[usable]] = key[usable]
-    return keys, prefixes
-
-
-def _distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Sorted distinct values, by sorting (numpy's hash-based `unique` is slower here)."""
-    ordered = np.sort(values)
-    return (
-        ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
-    )
-
-
-def _keys_in(keys: IntArray, known: IntArray) -> BoolArray:
-    """`np.isin(keys, known)` for sorted unique `known`: one sort, no hash table."""
-    distinct = _distinct(keys[keys >= 0])
-    at = np.minimum(np.searchsorted(known, distinct), max(len(known) - 1, 0))
-    missing = distinct[known[at] != distinct] if len(known) else distinct
-    listed = keys >= 0
-    if len(missing):
-        listed &= ~pd.Series(keys).isin(missing).to_numpy()
-    return listed
 
 
 # Helpers ---------------------------------------------------------------------------------

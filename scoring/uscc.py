@@ -1,14 +1,10 @@
 """The unified social credit code (统一社会信用代码) check character, GB 32100-2015.
 
 A mistyped code must never rate the wrong institution, so every entry point checks the
-18th character. `valid_mask` does the same check for a whole column at once (numpy over the
-code bytes), which keeps validation of millions of findings fast.
+18th character. `scoring.codes.valid` does the same check for a whole column at once.
 """
 
 from __future__ import annotations
-
-import numpy as np
-import numpy.typing as npt
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """The 31 characters a code may use; a character's value is its index (no I, O, S, V, Z)."""
@@ -47,24 +43,3 @@ def problem(code: str) -> str | None:
     if expected != code[17]:
         return f"check character should be {expected!r}, not {code[17]!r} (GB 32100-2015)"
     return None
-
-
-# Byte value -> character value, or -1 for a byte outside the alphabet.
-_LOOKUP = np.full(256, -1, dtype=np.int64)
-for _i, _ch in enumerate(ALPHABET):
-    _LOOKUP[ord(_ch)] = _i
-_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
-
-
-def valid_mask(codes: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-    """Vectorised `is_valid` for an array of codes (str or object); same answers, no loop."""
-    text = np.asarray(codes, dtype=object).astype(str)
-    ok = np.char.str_len(text) == LENGTH
-    raw = np.char.encode(np.where(ok, text, "0" * LENGTH), "utf-8")
-    # Non-ASCII characters make an encoded code longer than 18 bytes: reject them first.
-    ok &= np.char.str_len(raw) == LENGTH
-    raw = np.where(ok, raw, b"0" * LENGTH).astype(f"S{LENGTH}")
-    values = _LOOKUP[raw.view(np.uint8).reshape(-1, LENGTH)]
-    ok &= (values >= 0).all(axis=1)
-    check = (31 - (values[:, :17] @ _WEIGHTS) % 31) % 31
-    return ok & (check == values[:, 17])

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scoring import inputs, uscc
+from scoring import codes as codes_module
+from scoring import uscc
 from scoring.errors import InputError, Problem
 from scoring.inputs import (
     FINDING_COLUMNS,
@@ -479,7 +480,7 @@ TRICKY = [
 ]
 
 
-def test_vectorised_code_check_agrees_with_valid_mask() -> None:
+def test_vectorised_code_check_agrees_with_the_scalar_check() -> None:
     rng = np.random.default_rng(7)
     valid_bodies = ["".join(rng.choice(list(uscc.ALPHABET), 17)) for _ in range(500)]
     valid = [body + uscc.check_character(body) for body in valid_bodies]
@@ -487,11 +488,11 @@ def test_vectorised_code_check_agrees_with_valid_mask() -> None:
     noisy = ["".join(rng.choice(list(uscc.ALPHABET + "IOSVZaz:@ "), 18)) for _ in range(3000)]
     codes = TRICKY + valid + noisy
     series = pd.Series(codes, dtype="str")
-    assert inputs._valid_codes(series).tolist() == uscc.valid_mask(codes).tolist()
-    assert inputs._valid_codes(series).sum() >= len(valid)
+    assert codes_module.valid(series).tolist() == [uscc.is_valid(c) for c in codes]
+    assert codes_module.valid(series).sum() >= len(valid)
 
 
-@pytest.mark.parametrize("prefixes", [1, 3, 600])  # 600 prefixes: more than keys can rank
+@pytest.mark.parametrize("prefixes", [1, 3, 600])
 def test_fast_membership_agrees_with_isin(prefixes: int) -> None:
     rng = np.random.default_rng(prefixes)
     known = [code(i, prefix=f"5212{i % prefixes:04d}") for i in range(2000)]
@@ -499,10 +500,15 @@ def test_fast_membership_agrees_with_isin(prefixes: int) -> None:
     near = [c[:9] + "Z" + c[10:] for c in known[:50]]  # a byte outside the alphabet
     pool = np.array(known + strangers + near + TRICKY, dtype=object)
     asked = pd.Series(pool[rng.integers(0, len(pool), 20_000)], dtype="str")
-    known_series = pd.Series(known + TRICKY[2:5], dtype="str")
+    known_series = pd.Series(known + TRICKY[2:5] + known[:3], dtype="str")  # repeats too
     expected = asked.isin(set(known_series)).to_numpy()
-    assert inputs._listed(asked, known_series).tolist() == expected.tolist()
+    assert codes_module.listed(asked, known_series).tolist() == expected.tolist()
     assert expected.any() and not expected.all()
+    unique_known = pd.Series(pd.unique(known_series), dtype="str")
+    assert (
+        codes_module.positions(asked, unique_known).tolist()
+        == pd.Index(unique_known).get_indexer(asked).tolist()
+    )
 
 
 # Reading files ---------------------------------------------------------------------------

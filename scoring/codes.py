@@ -1,0 +1,115 @@
+"""Credit codes as bytes and numbers, so millions of findings find their institution fast.
+
+Matching ten million 18-character strings through a string hash table takes ten seconds or
+more; reading the codes' bytes straight from their Arrow buffer and matching one 64-bit number
+per code takes well under one. Every number match is confirmed byte for byte, so the result is
+exactly that of matching the strings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.uscc import ALPHABET, LENGTH, WEIGHTS
+
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
+
+# Odd 64-bit multipliers that spread the three parts of a code over a 64-bit hash.
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def code_matrix(
+    codes: pd.Series | pd.Index | npt.ArrayLike,
+) -> tuple[BoolArray, npt.NDArray[np.uint8]]:
+    """Which codes are 18 bytes long (UTF-8), and those codes' bytes as an (m, 18) matrix.
+
+    The matrix is read from the Arrow buffer of the column: no Python string per cell.
+    """
+    array = pa.array(codes, type=pa.large_string(), from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    fits = np.array(pc.equal(pc.binary_length(array), LENGTH).fill_null(False), dtype=bool)
+    if not fits.any():
+        return fits, np.empty((0, LENGTH), dtype=np.uint8)
+    if not fits.all():
+        array = array.filter(pa.array(fits))
+    start = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    return fits, data[start : start + LENGTH * len(array)].reshape(-1, LENGTH)
+
+
+_VALUE = np.full(256, -1, dtype=np.int8)  # byte -> character value, -1 outside the alphabet
+_VALUE[[ord(ch) for ch in ALPHABET]] = np.arange(len(ALPHABET))
+_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
+
+
+def valid(codes: pd.Series | npt.ArrayLike) -> BoolArray:
+    """`scoring.uscc.is_valid` for a whole column at once.
+
+    A code with a non-ASCII character is longer than 18 bytes or holds a byte outside the
+    alphabet, so it is invalid here exactly as it is there.
+    """
+    ok, matrix = code_matrix(codes)
+    values = _VALUE[matrix].astype(np.int64)
+    check = (31 - (values[:, :17] @ _WEIGHTS) % 31) % 31
+    ok[ok] = (values >= 0).all(axis=1) & (check == values[:, 17])
+    return ok
+
+
+def listed(codes: pd.Series | npt.ArrayLike, known: pd.Series | npt.ArrayLike) -> BoolArray:
+    """Exactly `codes.isin(known)`, fast for ten million codes against a million."""
+    return positions(codes, pd.Series(known).drop_duplicates()) >= 0
+
+
+def _parts(matrix: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], ...]:
+    """A code's 18 bytes as three integers (8 + 8 + 2 bytes): equal parts, equal codes."""
+    head = np.ascontiguousarray(matrix[:, :8]).view(np.uint64).ravel()
+    middle = np.ascontiguousarray(matrix[:, 8:16]).view(np.uint64).ravel()
+    tail = np.ascontiguousarray(matrix[:, 16:]).view(np.uint16).ravel().astype(np.uint64)
+    return head, middle, tail
+
+
+def _hash(parts: tuple[npt.NDArray[np.uint64], ...]) -> npt.NDArray[np.uint64]:
+    mixed = parts[0] * _MIX[0]
+    mixed ^= parts[1] * _MIX[1]
+    mixed ^= parts[2] * _MIX[2]
+    return mixed
+
+
+def positions(codes: pd.Series | npt.ArrayLike, within: pd.Series | npt.ArrayLike) -> IntArray:
+    """For each code, its position in `within` (whose codes are unique), or -1 when absent.
+
+    Exactly `pd.Index(within).get_indexer(codes)`, computed on 64-bit hashes of the codes'
+    bytes and confirmed byte for byte; codes that are not 18 bytes long, and any hash that two
+    different codes of `within` share, fall back to matching the text.
+    """
+    codes = pd.Series(codes) if not isinstance(codes, pd.Series) else codes
+    within = pd.Series(within) if not isinstance(within, pd.Series) else within
+    result = np.full(len(codes), -1, dtype=np.intp)
+    fits_within, matrix_within = code_matrix(within)
+    fits, matrix = code_matrix(codes)
+    where_within = np.flatnonzero(fits_within)
+    parts_within = _parts(matrix_within)
+    hashes_within = pd.Index(_hash(parts_within))
+    if fits_within.all() and hashes_within.is_unique and fits.any():
+        parts = _parts(matrix)
+        found = hashes_within.get_indexer(pd.Index(_hash(parts)))
+        hit = found >= 0
+        candidate = np.where(hit, found, 0)
+        same = hit
+        for mine, theirs in zip(parts, parts_within, strict=True):
+            same &= mine == theirs[candidate]
+        rows = np.flatnonzero(fits)
+        result[rows[same]] = where_within[found[same]]
+        unsure = rows[hit & ~same]  # a hash shared by two different codes: ask the text
+    else:
+        unsure = np.flatnonzero(fits)
+    rest = np.concatenate([np.flatnonzero(~fits), unsure])
+    if len(rest):
+        result[rest] = pd.Index(within).get_indexer(pd.Index(codes.iloc[rest]))
+    return result
