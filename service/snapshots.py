@@ -8,9 +8,9 @@ editing, deleting or reordering any published snapshot breaks every hash after i
 `verify` names the first snapshot that no longer matches.
 
 Publishing, and numbering a new draft, are serialised (BEGIN IMMEDIATE on SQLite, an advisory
-lock on PostgreSQL), and a
-unique index allows one first publication per year and one correction per revision, so
-concurrent publishes of a year give exactly one result and a Conflict for the others.
+lock on PostgreSQL), and a unique index allows one first publication per year and one
+correction per revision, so concurrent publishes of a year give exactly one result and a
+Conflict for the others.
 """
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ def content_hash(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "rules_hash": header["rules_hash"],
             "input_digest": header["input_digest"],
             "rows": [
-                {**{f: r[f] for f in ROW_FIELDS}, "explanation": r["explanation"]}
-                for r in ordered
+                {**{f: r[f] for f in ROW_FIELDS}, "explanation": r["explanation"]} for r in ordered
             ],
         }
     )

@@ -90,6 +90,10 @@ def install(app: FastAPI) -> None:
     async def _rules(_: Request, exc: RulesError) -> JSONResponse:
         return problem_response(422, "Invalid rules", str(exc))
 
+    @app.exception_handler(store.UnknownCode)
+    async def _unknown_code(_: Request, exc: store.UnknownCode) -> JSONResponse:
+        return problem_response(422, "Invalid input", str(exc))
+
     @app.exception_handler(UnknownInstitution)
     async def _unknown(_: Request, exc: UnknownInstitution) -> JSONResponse:
         return problem_response(404, "Not found", str(exc))
