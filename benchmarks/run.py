@@ -24,6 +24,7 @@ Prints tables (rich) and writes `benchmarks/out/results.json`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -154,7 +155,7 @@ def _generate(data: Path, args: argparse.Namespace, measure: Any) -> dict[str, A
         "seed": args.seed,
         "year": args.year,
         "rules": load_rules().version,
-        "generator": (ROOT / "scoring" / "synthetic.py").stat().st_mtime_ns,
+        "generator": hashlib.sha256((ROOT / "scoring" / "synthetic.py").read_bytes()).hexdigest(),
     }
     stamp = data / "meta.json"
     if not args.regenerate and stamp.is_file() and json.loads(stamp.read_text()) == meta:
