@@ -16,8 +16,9 @@ What it does:
 3. Times the plain-Python reference (`benchmarks.reference`) on the first N institutions and
    their findings (the codes are scattered, so that is a random sample), scales it linearly
    to the full size, and checks it agrees with the engine on every institution.
-4. Runs the same with `benchmarks.prototype` (a faster `units_lost`) installed, and checks it
-   gives identical ratings.
+4. Runs the same with `benchmarks.prototype` (a faster `units_lost`) installed, and, with
+   `--compare-tree DIR`, with the `scoring` package of another checkout (a proposed patch);
+   every run's ratings must be identical (sha256 of every score, grade and point).
 Prints tables (rich) and writes `benchmarks/out/results.json`.
 """
 
@@ -58,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
     }
 
-    def measure(label: str, **spec: Any) -> dict[str, Any]:
+    def measure(label: str, tree: Path = ROOT, **spec: Any) -> dict[str, Any]:
         console.print(f"[dim]measuring {label} …[/dim]")
         spec |= {"data": str(data), "year": args.year}
         load = os.getloadavg()[0]
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.measure", json.dumps(spec)],
-            cwd=ROOT,
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
             capture_output=True,
             text=True,
             check=False,
@@ -80,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     results["generation"] = _generate(data, args, measure)
     runs: dict[str, dict[str, Any]] = {}
     runs["engine/str"] = measure("engine, pandas default read", task="rate", reader="str")
+    if args.compare_tree:
+        for reader in args.readers:
+            runs[f"tree/{reader}"] = measure(
+                f"engine of {args.compare_tree}, {reader} read",
+                tree=args.compare_tree.resolve(),
+                task="rate",
+                reader=reader,
+            )
     for reader in args.readers:
         runs[f"prototype/{reader}"] = measure(
             f"prototype, {reader} read", task="rate", reader=reader, engine="prototype"
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"engine, {reader} read", task="rate", reader=reader
                 )
     results["runs"] = runs
+    results["compare_tree"] = str(args.compare_tree) if args.compare_tree else None
     results["validation"] = measure("scoring.inputs.validate", task="validate")
     subset = min(args.reference_institutions, args.institutions)
     reference = measure(
@@ -138,6 +149,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="also run the committed engine on every reader (slow)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile engine and prototype")
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="also rate with the scoring package of this checkout (e.g. a proposed patch)",
+    )
     parser.add_argument("--regenerate", action="store_true", help="ignore cached Parquet files")
     args = parser.parse_args(argv)
     if args.quick:
@@ -264,6 +280,10 @@ def report(results: dict[str, Any], console: Console) -> None:
         f"compute ≥ {TARGETS['speedup']}× the reference. "
         f"Identical ratings across runs: {results['summary']['identical_ratings']}"
     )
+    if results.get("compare_tree"):
+        console.print(
+            f"  [dim]tree: the scoring package of {escape(results['compare_tree'])}[/dim]"
+        )
     for key, (label, _) in READERS.items():
         console.print(f"  [dim]{key}: {escape(label)}[/dim]")
 
