@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from service import keys
-from service.db import make_engine, writing
+from service.db import make_engine, reading, writing
 from service.importing import import_files
 from service.keys import Role
 from service.loading import SAMPLE_DIR, load_rules
 from service.migrate import upgrade
-from tests.servers import PostgresUnavailable, create_database, running_service, start_postgres
+from service.tables import findings, institutions
+from tests.servers import PostgresUnavailable, running_service, start_postgres, with_database
 
 SAMPLE_FILES = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
 
@@ -32,11 +38,48 @@ def postgres_admin() -> str:
         pytest.skip(f"PostgreSQL tests skipped: no server could be had ({exc})")
 
 
+def migrated(url: str) -> str:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()  # no connection left: SQLite folds its WAL in, PostgreSQL may copy it
+    return url
+
+
+def new_postgres_database(admin_url: str, *, template: str = "template1") -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+# Each test gets a database of its own, copied from one migrated once per session: migrating
+# (and importing the sample into) a database per test would cost more than most tests.
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    migrated(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin: str) -> str:
+    name = new_postgres_database(postgres_admin)
+    migrated(with_database(postgres_admin, name))
+    return name
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database of the test's own, already at the latest migration."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'credit-rating.db'}"
-    return create_database(request.getfixturevalue("postgres_admin"))
+        path = tmp_path / "credit-rating.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    admin = request.getfixturevalue("postgres_admin")
+    template = request.getfixturevalue("postgres_template")
+    return with_database(admin, new_postgres_database(admin, template=template))
 
 
 @pytest.fixture
@@ -47,10 +90,36 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def sample_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """The sample district exactly as `import_files` stores it, imported once per session."""
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('sample') / 'sample.db'}")
+    try:
+        upgrade(engine)
+        import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
+        with reading(engine) as conn:
+            return {
+                table.name: [_utc(dict(r._mapping)) for r in conn.execute(select(table))]
+                for table in (institutions, findings)
+            }
+    finally:
+        engine.dispose()
+
+
+def _utc(row: dict[str, Any]) -> dict[str, Any]:
+    """SQLite gives back naive datetimes; they were stored in UTC."""
+    return {
+        k: v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v
+        for k, v in row.items()
+    }
+
+
 @pytest.fixture
-def loaded(engine: Engine) -> Engine:
-    """The engine with the sample district imported."""
-    import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
+def loaded(engine: Engine, sample_rows: dict[str, list[dict[str, Any]]]) -> Engine:
+    """The engine with the sample district imported (the rows of one import, copied)."""
+    with writing(engine) as conn:
+        for table in (institutions, findings):
+            conn.execute(table.insert(), sample_rows[table.name])
     return engine
 
 

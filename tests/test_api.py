@@ -689,11 +689,12 @@ def test_concurrent_computes_over_http_each_get_their_own_revision(
     assert len({r["content_hash"] for r in revisions}) == 1
 
 
-def test_two_service_processes_on_one_database_publish_a_year_once(
+@pytest.mark.parametrize("live", ["postgresql"], indirect=True)  # the server shared above
+def test_two_service_processes_on_one_postgresql_database_publish_a_year_once(
     live: Live, http: httpx.Client
 ) -> None:
-    """Several instances share one database (PostgreSQL in production): requests spread over
-    two processes still number drafts apart and publish the year exactly once."""
+    """Several instances share one PostgreSQL database: requests spread over two processes
+    still number drafts apart and publish the year exactly once."""
     headers = live.as_("supervisor")
     with running_service(live.url) as second:
         bases = [live.base, second]
