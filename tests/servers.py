@@ -81,12 +81,14 @@ def running_service(
         **(extra_env or {}),
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    # Output goes to a file, never a pipe nobody reads (a full pipe would stall the server).
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
+        "w+", prefix="credit-rating-serve-", suffix=".log", delete=False
     )
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, process)
+        wait_ready(base, process, Path(log.name))
         yield base
     finally:
         process.terminate()
@@ -95,13 +97,15 @@ def running_service(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
-def wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
+            output = log.read_text(encoding="utf-8", errors="replace")
             raise RuntimeError(f"service exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:

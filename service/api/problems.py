@@ -102,6 +102,11 @@ def install(app: FastAPI) -> None:
     async def _scoring(_: Request, exc: ScoringError) -> JSONResponse:
         return problem_response(422, "Cannot rate", str(exc))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a client error: still a problem document, never a stack trace.
+        return problem_response(500, "Internal error", type(exc).__name__)
+
     for not_found in (store.NotFound, snapshots.NotFound):
         app.add_exception_handler(not_found, _not_found)
     for conflict in (store.Conflict, snapshots.Conflict):
