@@ -66,18 +66,24 @@ def listed(codes: pd.Series | npt.ArrayLike, known: pd.Series | npt.ArrayLike) -
     return positions(codes, pd.Series(known).drop_duplicates()) >= 0
 
 
+_PARTS = np.dtype([("head", "<u8"), ("middle", "<u8"), ("tail", "<u2")])
+"""An 18-byte code as three integers, read in place (unaligned fields are fine in numpy)."""
+
+
 def _parts(matrix: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], ...]:
-    """A code's 18 bytes as three integers (8 + 8 + 2 bytes): equal parts, equal codes."""
-    head = np.ascontiguousarray(matrix[:, :8]).view(np.uint64).ravel()
-    middle = np.ascontiguousarray(matrix[:, 8:16]).view(np.uint64).ravel()
-    tail = np.ascontiguousarray(matrix[:, 16:]).view(np.uint16).ravel().astype(np.uint64)
-    return head, middle, tail
+    """A code's 18 bytes as three integers (8 + 8 + 2 bytes): equal parts, equal codes.
+
+    Views of the matrix, not copies: copying three columns of ten million codes cost more
+    than hashing them.
+    """
+    words = np.ascontiguousarray(matrix).reshape(-1).view(_PARTS)
+    return words["head"], words["middle"], words["tail"]
 
 
 def _hash(parts: tuple[npt.NDArray[np.uint64], ...]) -> npt.NDArray[np.uint64]:
     mixed = parts[0] * _MIX[0]
     mixed ^= parts[1] * _MIX[1]
-    mixed ^= parts[2] * _MIX[2]
+    mixed ^= parts[2].astype(np.uint64) * _MIX[2]
     return mixed
 
 
@@ -93,20 +99,26 @@ def positions(codes: pd.Series | npt.ArrayLike, within: pd.Series | npt.ArrayLik
     result = np.full(len(codes), -1, dtype=np.intp)
     fits_within, matrix_within = code_matrix(within)
     fits, matrix = code_matrix(codes)
-    where_within = np.flatnonzero(fits_within)
-    parts_within = _parts(matrix_within)
+    # Contiguous copies of the (smaller) list: it is gathered from at random below.
+    parts_within = tuple(np.ascontiguousarray(p) for p in _parts(matrix_within))
     hashes_within = pd.Index(_hash(parts_within))
     if fits_within.all() and hashes_within.is_unique and fits.any():
         parts = _parts(matrix)
         found = hashes_within.get_indexer(pd.Index(_hash(parts)))
         hit = found >= 0
-        candidate = np.where(hit, found, 0)
-        same = hit
+        candidate = np.maximum(found, 0)
+        same = hit.copy()  # not `hit` itself: `&=` below would change `hit` too
         for mine, theirs in zip(parts, parts_within, strict=True):
             same &= mine == theirs[candidate]
-        rows = np.flatnonzero(fits)
-        result[rows[same]] = where_within[found[same]]
-        unsure = rows[hit & ~same]  # a hash shared by two different codes: ask the text
+        # Every listed code fits here, so a match's position in `within` is `found` itself.
+        confirmed = np.where(same, found, -1)
+        if fits.all():
+            result = confirmed
+            unsure = np.flatnonzero(hit & ~same)  # a hash shared by two codes: ask the text
+        else:
+            rows = np.flatnonzero(fits)
+            result[rows] = confirmed
+            unsure = rows[hit & ~same]
     else:
         unsure = np.flatnonzero(fits)
     rest = np.concatenate([np.flatnonzero(~fits), unsure])

@@ -2,7 +2,7 @@
 
 Vectorised over the whole district (or the whole country): findings are matched to
 institutions and indicators by integer ids, the units each institution lost per indicator are
-summed with one `np.bincount`, and the measure's arithmetic (all-or-nothing, per unit capped at
+summed with one `np.add.at`, and the measure's arithmetic (all-or-nothing, per unit capped at
 the indicator's points, vetoes, grade bands) is applied to the resulting matrix. No Python loop
 runs over institutions or findings, and nothing here reads or writes anything.
 
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scoring.codes import positions
 from scoring.errors import ScoringError
@@ -39,32 +40,29 @@ def units_lost(
     institutions: pd.DataFrame, findings: pd.DataFrame, codes: list[str], year: int
 ) -> npt.NDArray[np.int64]:
     """Matrix (institution × code) of the units counted against each institution in `year`."""
-    mine = findings[counted(findings, year)]
-    who = positions(mine["uscc"], institutions["uscc"])
-    what = code_positions(mine["indicator"], codes)
+    keep = np.flatnonzero(counted(findings, year))
+    # Match every row, then keep the counted ones: filtering the frame first copied all its
+    # columns (10M rows of ids, references and notes), which cost more than the matching.
+    who = positions(findings["uscc"], institutions["uscc"])[keep]
+    what = code_positions(findings["indicator"], codes)[keep]
     if (who < 0).any():
-        raise ScoringError(
-            f"finding for an institution not in the list: {mine['uscc'].iloc[np.argmin(who)]}"
-        )
+        unknown = findings["uscc"].iloc[keep[np.argmin(who)]]
+        raise ScoringError(f"finding for an institution not in the list: {unknown}")
     if (what < 0).any():
-        unknown = mine["indicator"].iloc[np.argmin(what)]
+        unknown = findings["indicator"].iloc[keep[np.argmin(what)]]
         raise ScoringError(f"finding against an indicator not in force in {year}: {unknown}")
     n, k = len(institutions), len(codes)
-    cell = who.astype(np.int64) * k + what
-    weights = mine["count"].to_numpy().astype(np.float64)
-    return np.bincount(cell, weights=weights, minlength=n * k).reshape(n, k).astype(np.int64)
+    units = np.zeros(n * k, dtype=np.int64)  # summed as integers: no float matrix to convert
+    np.add.at(units, who.astype(np.int64) * k + what, findings["count"].to_numpy(np.int64)[keep])
+    return units.reshape(n, k)
 
 
 def code_positions(values: pd.Series, codes: list[str]) -> npt.NDArray[np.intp]:
-    """Each value's position in the short list `codes` (-1 when absent), via its few distinct
-    values: a dictionary encoding instead of one string hash per row."""
+    """Each value's position in the short list `codes` (-1 when absent), by Arrow's `index_in`
+    on the column as it is (no combined copy, no hash of every row's string in Python)."""
     array = pa.array(values, type=pa.large_string(), from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    encoded = array.dictionary_encode()
-    lookup = pd.Index(codes).get_indexer(pd.Index(encoded.dictionary.to_pylist()))
-    indices = encoded.indices.fill_null(len(lookup)).to_numpy()  # a null is no code
-    return np.append(lookup, -1).astype(np.intp)[indices]
+    found = pc.index_in(array, value_set=pa.array(codes, type=pa.large_string()))
+    return np.asarray(found.fill_null(-1), dtype=np.intp)  # a null is no code
 
 
 def rate(
@@ -96,8 +94,9 @@ def rate(
 
     result = pd.DataFrame(
         {
-            "uscc": institutions["uscc"].to_numpy(),
-            "name": institutions["name"].to_numpy(),
+            # As they are: to_numpy() made a Python string per institution, and back.
+            "uscc": institutions["uscc"].astype("str").array,
+            "name": institutions["name"].astype("str").array,
             "score": score,
             "grade": grade,
             "vetoed": vetoed,
@@ -122,8 +121,12 @@ def _points_kept(units: npt.NDArray[np.int64], force: RulesInForce) -> npt.NDArr
     )
     # All-or-nothing: per_unit == points, so one finding already takes everything.
     # Clip units first so a huge count cannot overflow the multiplication.
-    lost = np.minimum(np.minimum(units, points) * per_unit, points)
-    return (points - lost).astype(np.int16)
+    # In place: one temporary (institutions × indicators) matrix instead of four.
+    lost = np.minimum(units, points)
+    lost *= per_unit
+    np.minimum(lost, points, out=lost)
+    np.subtract(points, lost, out=lost)
+    return lost.astype(np.int16)
 
 
 def _grades(score: npt.NDArray[np.int64], force: RulesInForce) -> npt.NDArray[np.object_]:
