@@ -1,25 +1,23 @@
 """One measurement in a fresh process: `python -m benchmarks.measure '<json task>'`.
 
-Peak memory (`ru_maxrss`) is a high-water mark for the whole process, so each measurement
-runs in its own interpreter started by `benchmarks.run`: nothing generated, cached or
-measured before can inflate it. The result is printed as one JSON line on stdout.
+Why a process each: peak memory (`ru_maxrss`, `VmHWM`) is a high-water mark for the whole
+process, so anything generated, cached or measured before would inflate it. `benchmarks.run`
+starts this module once per measurement and reads the one JSON line it prints on stdout.
 
 Tasks:
 - `generate`: write the synthetic district's Parquet files (so the parent stays small).
-- `rate`: read the Parquet files (one of `READERS`), rate with the engine as committed or
-  with `benchmarks.prototype` installed; wall = read + compute.
-- `validate`: read as the product does, then `scoring.inputs.validate` (reported apart).
-- `reference`: on the first N institutions and their findings, time the engine and the
-  plain-Python reference (`benchmarks.reference`) and count the institutions they disagree on.
+- `rate`: read the Parquet files (`READERS`) and rate them with `scoring.engine.rate`;
+  wall = read + compute (interpreter start-up and imports are reported apart).
+- `validate`: read every column as the product does, then `scoring.inputs.validate`.
+- `reference`: on the first N institutions and their findings, time the plain-Python
+  reference (`benchmarks.reference`) and the engine, and count where they disagree.
 """
 
 from __future__ import annotations
 
-import cProfile
 import hashlib
 import json
 import os
-import pstats
 import resource
 import sys
 import time
@@ -29,83 +27,47 @@ from typing import Any
 
 _START = time.perf_counter()
 
-import numpy as np  # noqa: E402  (imports are part of what is timed)
+import numpy as np  # noqa: E402  (the imports' time is reported)
 import pandas as pd  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from scoring import engine  # noqa: E402
-from scoring.rules import RulesInForce  # noqa: E402
 from service.loading import load_rules  # noqa: E402
 
 _IMPORTED = time.perf_counter()
 
-ENUM_COLUMNS = ["indicator", "source", "status", "note"]
-"""Findings columns with a handful of distinct values (`reference` is not: work orders)."""
-RATING_COLUMNS = (["uscc", "name"], ["uscc", "indicator", "occurred_on", "count", "status"])
-"""The only columns the engine reads."""
+ENGINE_COLUMNS = (["uscc", "name"], ["uscc", "indicator", "occurred_on", "count", "status"])
+"""The engine's inputs (institutions, findings): all a rating reads from the files."""
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
 
 
-def _read_default(i: Path, f: Path) -> Frames:
-    return pd.read_parquet(i), pd.read_parquet(f)
-
-
-def _read_backend(backend: str) -> Callable[[Path, Path], Frames]:
-    def read(i: Path, f: Path) -> Frames:
-        kind: Any = backend
-        return pd.read_parquet(i, dtype_backend=kind), pd.read_parquet(f, dtype_backend=kind)
-
-    return read
-
-
-def _read_categorical(i: Path, f: Path) -> Frames:
-    table = pq.read_table(f, read_dictionary=ENUM_COLUMNS).unify_dictionaries()
-    return pd.read_parquet(i), table.to_pandas()
-
-
-def _read_service(i: Path, f: Path) -> Frames:
-    """What the product does: `service.files.read_raw` (pyarrow read_table, to_pandas)."""
-    from service.files import read_raw
-
-    frames = read_raw(i)[0], read_raw(f)[0]
-    if frames[0] is None or frames[1] is None:
-        raise RuntimeError("service.files could not read the Parquet files")
-    return frames[0], frames[1]
-
-
-def _read_rating_columns(i: Path, f: Path) -> Frames:
-    return pd.read_parquet(i, columns=RATING_COLUMNS[0]), pd.read_parquet(
-        f, columns=RATING_COLUMNS[1]
+def _read_engine_columns(directory: Path) -> Frames:
+    institutions, findings = ENGINE_COLUMNS
+    return (
+        pd.read_parquet(directory / "institutions.parquet", columns=institutions),
+        pd.read_parquet(directory / "findings.parquet", columns=findings),
     )
 
 
-READERS: dict[str, tuple[str, Callable[[Path, Path], Frames]]] = {
-    "str": ("pd.read_parquet(path)  [pandas 3 default: str columns on Arrow]", _read_default),
-    "service": ("service.files.read_raw(path)  [the product's Parquet reader]", _read_service),
-    "pyarrow": ("pd.read_parquet(path, dtype_backend='pyarrow')", _read_backend("pyarrow")),
-    "numpy_nullable": (
-        "pd.read_parquet(path, dtype_backend='numpy_nullable')",
-        _read_backend("numpy_nullable"),
+def _read_all_columns(directory: Path) -> Frames:
+    return (
+        pd.read_parquet(directory / "institutions.parquet"),
+        pd.read_parquet(directory / "findings.parquet"),
+    )
+
+
+READERS: dict[str, tuple[str, Callable[[Path], Frames]]] = {
+    "columns": (
+        "pd.read_parquet(path, columns=<the engine's 2 + 5 columns>)",
+        _read_engine_columns,
     ),
-    "categorical": (
-        "pq.read_table(path, read_dictionary=[indicator, source, status, note]).to_pandas()",
-        _read_categorical,
-    ),
-    "rating_columns": (
-        "pd.read_parquet(path, columns=<the 2 + 5 columns the engine reads>)",
-        _read_rating_columns,
-    ),
+    "all": ("pd.read_parquet(path)  [every column, text as pandas str]", _read_all_columns),
 }
 
 
 def _peak_gib() -> float:
-    """Peak resident memory of this process, GiB.
-
-    `VmHWM` belongs to the address space made by exec, so it starts clean; `ru_maxrss` is
-    the same figure on Linux when the parent is small (it keeps the pre-exec high-water mark,
-    which is why the district is generated in a subprocess too). Take the larger, to be safe.
-    """
+    """Peak resident memory of this process, GiB (the larger of `ru_maxrss` and `VmHWM`:
+    `ru_maxrss` keeps the parent's pre-exec mark, `VmHWM` starts clean at exec)."""
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         with open("/proc/self/status", encoding="ascii") as status:
@@ -122,7 +84,7 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def digest(rated: pd.DataFrame, codes: list[str]) -> str:
+def _digest(rated: pd.DataFrame, codes: list[str]) -> str:
     """sha256 of every rated figure: equal digests mean identical ratings."""
     h = hashlib.sha256()
     h.update(rated["score"].to_numpy(dtype=np.int64).tobytes())
@@ -132,66 +94,39 @@ def digest(rated: pd.DataFrame, codes: list[str]) -> str:
     return h.hexdigest()
 
 
-def _profile(call: Callable[[], Any]) -> tuple[Any, list[dict[str, Any]]]:
-    profiler = cProfile.Profile()
-    result = profiler.runcall(call)
-    stats = pstats.Stats(profiler)
-    rows = []
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    for (file, line, name), (_, calls, tottime, cumtime, _) in raw.items():
-        where = f"{Path(file).name}:{line}({name})" if line else name
-        rows.append({"function": where, "calls": calls, "tottime_s": tottime, "cumtime_s": cumtime})
-    rows.sort(key=lambda r: -float(r["tottime_s"]))
-    return result, rows[:15]
-
-
 def task_rate(spec: dict[str, Any]) -> dict[str, Any]:
-    directory = Path(spec["data"])
-    rules = load_rules()
-    force: RulesInForce = rules.in_force(spec["year"])
-    codes = [i.code for i in force.indicators]
-    if spec.get("engine") == "prototype":
-        from benchmarks import prototype
-
-        prototype.install()
-    _, reader = READERS[spec["reader"]]
+    force = load_rules().in_force(spec["year"])
+    _, read = READERS[spec["reader"]]
     cpu0, t0 = _cpu_s(), time.perf_counter()
-    institutions, findings = reader(
-        directory / "institutions.parquet", directory / "findings.parquet"
-    )
+    institutions, findings = read(Path(spec["data"]))
     t1 = time.perf_counter()
     after_read = _peak_gib()
-    profile: list[dict[str, Any]] = []
-    if spec.get("profile"):
-        rated, profile = _profile(lambda: engine.rate(institutions, findings, force))
-    else:
-        rated = engine.rate(institutions, findings, force)
+    rated = engine.rate(institutions, findings, force)
     t2 = time.perf_counter()
+    cpu, peak = _cpu_s() - cpu0, _peak_gib()
     return {
         "import_s": _IMPORTED - _START,
         "read_s": t1 - t0,
         "compute_s": t2 - t1,
         "wall_s": t2 - t0,
-        "cpu_s": _cpu_s() - cpu0,
+        "cpu_s": cpu,
         "peak_after_read_gib": after_read,
-        "peak_gib": _peak_gib(),
-        "dtypes": {c: str(t) for c, t in findings.dtypes.items()},
+        "peak_gib": peak,
         "grades": {str(k): int(v) for k, v in rated["grade"].value_counts().items()},
         "vetoed": int(rated["vetoed"].sum()),
-        "digest": digest(rated, codes),
-        "profile": profile,
+        "digest": _digest(rated, [i.code for i in force.indicators]),
     }
 
 
 def task_validate(spec: dict[str, Any]) -> dict[str, Any]:
     from scoring import inputs
+    from service.files import read_raw
 
     directory = Path(spec["data"])
     rules = load_rules()
     t0 = time.perf_counter()
-    institutions, findings = _read_service(
-        directory / "institutions.parquet", directory / "findings.parquet"
-    )
+    institutions, _ = read_raw(directory / "institutions.parquet")
+    findings, _ = read_raw(directory / "findings.parquet")
     t1 = time.perf_counter()
     inputs.validate(
         institutions,
@@ -206,58 +141,48 @@ def task_validate(spec: dict[str, Any]) -> dict[str, Any]:
 
 def task_reference(spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.reference import differences, rate_reference
+    from scoring.codes import listed
 
-    directory = Path(spec["data"])
     force = load_rules().in_force(spec["year"])
-    codes = [i.code for i in force.indicators]
-    institutions, findings = _read_default(
-        directory / "institutions.parquet", directory / "findings.parquet"
-    )
+    institutions, findings = _read_engine_columns(Path(spec["data"]))
     subset = institutions.iloc[: spec["institutions"]].reset_index(drop=True)
-    mine = findings[findings["uscc"].isin(subset["uscc"])].reset_index(drop=True)
+    mine = findings[listed(findings["uscc"], subset["uscc"])].reset_index(drop=True)
     del institutions, findings
 
-    timings: dict[str, float] = {}
-    mismatches: dict[str, int] = {}
     t0 = time.perf_counter()
     reference = rate_reference(subset, mine, force)
-    timings["reference_s"] = time.perf_counter() - t0
-    for variant in ("engine", "prototype"):
-        if variant == "prototype":
-            from benchmarks import prototype
-
-            prototype.install()
-        t0 = time.perf_counter()
-        rated = engine.rate(subset, mine, force)
-        timings[f"{variant}_s"] = time.perf_counter() - t0
-        mismatches[variant] = differences(rated, reference, codes)
+    t1 = time.perf_counter()
+    rated = engine.rate(subset, mine, force)
+    t2 = time.perf_counter()
     return {
         "institutions": len(subset),
         "findings": len(mine),
-        **timings,
-        "mismatches": mismatches,
+        "reference_s": t1 - t0,
+        "engine_s": t2 - t1,
+        "mismatches": differences(rated, reference, [i.code for i in force.indicators]),
     }
 
 
 def task_generate(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write the synthetic district (not timed as part of any measurement)."""
     from scoring.synthetic import synthetic_district
 
     directory = Path(spec["data"])
-    rules = load_rules()
     t0 = time.perf_counter()
     institutions, findings = synthetic_district(
-        spec["institutions"], spec["findings"], year=spec["year"], seed=spec["seed"], rules=rules
+        spec["institutions"],
+        spec["findings"],
+        year=spec["year"],
+        seed=spec["seed"],
+        rules=load_rules(),
     )
     t1 = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     institutions.to_parquet(directory / "institutions.parquet", index=False)
     findings.to_parquet(directory / "findings.parquet", index=False)
-    t2 = time.perf_counter()
-    return {"generate_s": t1 - t0, "write_s": t2 - t1, "peak_gib": _peak_gib()}
+    return {"generate_s": t1 - t0, "write_s": time.perf_counter() - t1, "peak_gib": _peak_gib()}
 
 
-TASKS = {
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "generate": task_generate,
     "rate": task_rate,
     "validate": task_validate,
