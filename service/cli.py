@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
-from service import keys, render, snapshots, store
+from service import keys, outbox, render, sharing, snapshots, store
 from service.db import make_engine, reading, writing
 from service.files import read_inputs
 from service.importing import import_files
@@ -73,7 +73,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except ScoringError as exc:
+        except (ScoringError, outbox.OutboxError, sharing.NotConfigured) as exc:
             render.console(stderr=True).print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
 
@@ -253,3 +253,43 @@ def serve(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+@reports_errors
+def share(
+    year: Annotated[int | None, typer.Option(help="Only this year's batches.")] = None,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show every batch; send nothing.")
+    ] = False,
+    retry: Annotated[
+        str | None, typer.Option("--retry", metavar="BATCH", help="Re-queue a dead batch.")
+    ] = None,
+) -> None:
+    """Deliver pending batches to the city platform; exit 0 only when all are delivered."""
+    settings = _settings()
+    engine = _engine(settings)
+    if retry is not None:
+        with writing(engine) as conn:
+            outbox.requeue(conn, batch=retry)
+        print(f"batch {retry} re-queued; run `credit-rating share` to send it")
+        return
+    if status:
+        with reading(engine) as conn:
+            render.console().print(render.delivery_table(outbox.status(conn, year=year)))
+        return
+    platform, policy = sharing.from_settings(settings)
+    with reading(engine) as conn:
+        todo = [b for b in outbox.status(conn, year=year) if b["state"] == "pending"]
+    with render.progress(len(todo)) as advance:
+        report = sharing.run(engine, platform, year=year, policy=policy, progress=advance)
+    platform.close()
+    print(
+        f"delivered {len(report.delivered)}, dead {len(report.dead)}, "
+        f"still pending {len(report.pending)}"
+    )
+    if not report.complete:
+        raise ScoringError(
+            "not everything was delivered: see `credit-rating share --status`"
+            + (" (dead batches need `--retry BATCH` once fixed)" if report.dead else "")
+        )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -147,3 +150,39 @@ def console(*, stderr: bool = False) -> Console:
     probe = Console(stderr=stderr)
     width = probe.width if probe.is_terminal else 200
     return Console(stderr=stderr, width=width, highlight=False)
+
+
+def delivery_table(batches: list[dict[str, Any]]) -> Table:
+    """`credit-rating share --status`: every batch, its state, attempts, last error, receipt."""
+    table = Table(title="共享至“双随机、一公开”监管工作平台", box=box.SIMPLE_HEAD)
+    for name in ("batch", "year", "rev", "records", "state", "attempts", "last error", "receipt"):
+        table.add_column(name)
+    style = {"delivered": "green", "pending": "yellow", "dead": "bold red"}
+    for b in batches:
+        table.add_row(
+            b["batch_id"],
+            str(b["year"]),
+            str(b["revision"]),
+            str(b["records"]),
+            Text(b["state"], style=style.get(b["state"], "")),
+            str(b["attempts"]),
+            (b["last_error"] or "")[:80] if b["state"] != "delivered" else "",
+            b["receipt_id"] or "",
+        )
+    return table
+
+
+@contextmanager
+def progress(total: int) -> Iterator[Callable[[str, Any], None]]:
+    """A progress bar over batches on a terminal; silent when output is piped."""
+    with Progress(
+        *Progress.get_default_columns(), console=console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("sharing", total=total)
+
+        def advance(key: str, answer: Any) -> None:
+            if answer.outcome != "retry":
+                bar.advance(task)
+            bar.update(task, description=f"{key} {answer.outcome}")
+
+        yield advance

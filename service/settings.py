@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.loading import PROJECT_ROOT, RULES_DIR
+from service.outbox import SharingConfig
 
 DEFAULT_DATABASE = PROJECT_ROOT / "var" / "credit-rating.db"
 
@@ -29,6 +30,13 @@ class Settings(BaseSettings):
     district_code: Annotated[str, Field(pattern=r"^\d{6}$")] = "120111"
     bureau_name: str = "天津市西青区教育局"
     bureau_uscc: str = "11120111MB1893104B"
+    # The city's "双随机、一公开" platform (see the README for the wire format).
+    platform_url: str | None = None
+    platform_secret: SecretStr | None = None
+    platform_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    platform_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    platform_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    platform_backoff: Annotated[float, Field(ge=0, le=600)] = 1.0
 
     @field_validator("database_url")
     @classmethod
@@ -36,6 +44,15 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite:///", "postgresql")):
             raise ValueError("CREDIT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
         return url
+
+    @property
+    def sharing(self) -> SharingConfig:
+        return SharingConfig(
+            batch_size=self.platform_batch,
+            district_code=self.district_code,
+            bureau_name=self.bureau_name,
+            bureau_uscc=self.bureau_uscc,
+        )
 
     @property
     def is_sqlite(self) -> bool:

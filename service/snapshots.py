@@ -27,7 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from scoring.engine import rate
 from scoring.explain import explain_all, input_digest
 from scoring.rules import RuleSet
-from service import store
+from service import outbox, store
+from service.outbox import SharingConfig
 from service.tables import snapshot_rows, snapshots
 
 PUBLISH_LOCK = 19_800_000  # PostgreSQL advisory lock key for publishing
@@ -182,12 +183,19 @@ def compute_draft(conn: Connection, *, rules: RuleSet, year: int, scale: str, by
 
 
 def publish(
-    conn: Connection, *, year: int, revision: int | None, reason: str | None, by: str
+    conn: Connection,
+    *,
+    year: int,
+    revision: int | None,
+    reason: str | None,
+    by: str,
+    sharing: SharingConfig | None = None,
 ) -> Snapshot:
     """Make a draft the year's official result; a second publication is a correction.
 
     A correction needs a reason and supersedes the latest published revision. Raises Conflict
     when the draft is already published, or when another publish of the year won the race.
+    The delivery to the city platform is queued in the same transaction (see service.outbox).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
@@ -241,7 +249,15 @@ def publish(
         raise Conflict(f"{year} was published by a concurrent request") from exc
     if updated != 1:
         raise Conflict(f"revision {draft.revision} of {year} was published concurrently")
-    return get(conn, year=year, revision=draft.revision)
+    done = get(conn, year=year, revision=draft.revision)
+    outbox.enqueue(
+        conn,
+        snapshot=done,
+        rows=rows_of(conn, done),
+        config=sharing or SharingConfig(),
+        now=values["published_at"],
+    )
+    return done
 
 
 def _as_dict(s: Snapshot) -> dict[str, Any]:

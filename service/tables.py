@@ -140,3 +140,38 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
 )
+
+# The sharing outbox: publishing a snapshot queues its batches here in the same transaction,
+# so a published year can never miss its delivery, and the exact bytes sent are fixed once.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),  # also the Idempotency-Key
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("batch_no", Integer, nullable=False),
+    Column("batch_count", Integer, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # the exact JSON sent on every attempt
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("last_error", Text),
+    Column("receipt_id", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64), ForeignKey("deliveries.batch_id"), nullable=False, index=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    # sending (in flight, or interrupted by a crash) | delivered | duplicate | rejected | retry
+    Column("outcome", String(16), nullable=False),
+    Column("http_status", Integer),
+    Column("detail", Text),
+)

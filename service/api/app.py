@@ -15,7 +15,16 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import problems
-from service.api.routes import evaluate, findings, health, imports, institutions, ratings, rules
+from service.api.routes import (
+    deliveries,
+    evaluate,
+    findings,
+    health,
+    imports,
+    institutions,
+    ratings,
+    rules,
+)
 from service.db import make_engine
 from service.loading import load_rules
 from service.migrate import upgrade
@@ -84,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.rules = ruleset
     problems.install(app)
-    for module in (health, institutions, findings, imports, ratings, evaluate, rules):
+    for module in (health, institutions, findings, imports, ratings, evaluate, rules, deliveries):
         app.include_router(module.router)
 
     return app

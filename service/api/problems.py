@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from scoring.errors import InputError, RulesError, ScoringError, UnknownInstitution
-from service import snapshots, store
+from service import outbox, snapshots, store
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -109,7 +109,7 @@ def install(app: FastAPI) -> None:
 
     for not_found in (store.NotFound, snapshots.NotFound):
         app.add_exception_handler(not_found, _not_found)
-    for conflict in (store.Conflict, snapshots.Conflict):
+    for conflict in (store.Conflict, snapshots.Conflict, outbox.OutboxError):
         app.add_exception_handler(conflict, _conflict)
 
 

@@ -121,12 +121,18 @@ def publish(
     year: YearPath,
     who: Supervisor,
     engine: EngineDep,
+    settings: SettingsDep,
     body: Annotated[PublishRequest | None, Body()] = None,
 ) -> SnapshotPublic:
     body = body or PublishRequest()
     with writing(engine) as conn:
         done = snapshots.publish(
-            conn, year=year, revision=body.revision, reason=body.reason, by=who.name
+            conn,
+            year=year,
+            revision=body.revision,
+            reason=body.reason,
+            by=who.name,
+            sharing=settings.sharing,
         )
     return snapshot_public(done)
 
