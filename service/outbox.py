@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -45,9 +45,13 @@ def batch_id(config: SharingConfig, snapshot: Snapshot, number: int) -> str:
     return f"{config.district_code}-{snapshot.year}-r{snapshot.revision}-b{number:04d}-{tag}"
 
 
-def valid_until(year: int) -> date:
-    """A grade stands until the next year's rating replaces it: to the end of the next year."""
-    return date(year + 1, 12, 31)
+def valid_until(valid_from: date) -> date:
+    """A grade stands for a year from its publication, until the next rating replaces it."""
+    try:
+        anniversary = valid_from.replace(year=valid_from.year + 1)
+    except ValueError:  # 29 February
+        anniversary = valid_from.replace(year=valid_from.year + 1, day=28)
+    return anniversary - timedelta(days=1)
 
 
 def enqueue(
@@ -82,7 +86,7 @@ def enqueue(
             "grade": r["grade"],
             "vetoed": bool(r["vetoed"]),
             "valid_from": evaluated_on.isoformat(),
-            "valid_to": valid_until(snapshot.year).isoformat(),
+            "valid_to": valid_until(evaluated_on).isoformat(),
         }
         for r in sorted(rows, key=lambda r: r["uscc"])
     ]

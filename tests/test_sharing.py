@@ -1,0 +1,317 @@
+"""The sharing job against a real (fake) platform on loopback: every record, every batch once.
+
+Each test publishes the sample district with small batches (16 institutions in batches of 5
+make 4 batches), points the job's real HTTP client at `tests.fake_platform`, scripts faults,
+and checks what the platform applied against what the outbox says.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
+
+from service import outbox, sharing, snapshots
+from service.db import make_engine, reading, writing
+from service.importing import import_files
+from service.loading import load_rules
+from service.migrate import upgrade
+from service.outbox import SharingConfig
+from service.sharing import Answer, HttpPlatform, RetryPolicy
+from service.tables import deliveries, delivery_attempts
+from tests.conftest import SAMPLE_FILES
+from tests.fake_platform import (
+    DROP_AFTER,
+    DROP_BEFORE,
+    DUPLICATE_ACK,
+    ERROR_500,
+    FakePlatform,
+    Fault,
+    Reject422,
+    Slow,
+    TooMany,
+)
+from tests.servers import ROOT
+
+SECRET = "test-secret"
+CONFIG = SharingConfig(batch_size=5)
+FAST = RetryPolicy(attempts=6, base=0.001, cap=0.01)
+TIMEOUT = 0.5  # the client's; Slow faults wait longer than this
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with FakePlatform(SECRET) as fake:
+        yield fake
+
+
+def publish(engine: Engine, year: int = 2023, reason: str | None = None) -> snapshots.Snapshot:
+    with writing(engine) as conn:
+        snapshots.compute_draft(conn, rules=load_rules(), year=year, scale="four", by="tests")
+    with writing(engine) as conn:
+        return snapshots.publish(
+            conn, year=year, revision=None, reason=reason, by="tests", sharing=CONFIG
+        )
+
+
+def share(
+    engine: Engine,
+    fake: FakePlatform,
+    *,
+    policy: RetryPolicy = FAST,
+    sleeps: list[float] | None = None,
+) -> sharing.RunReport:
+    client = HttpPlatform(fake.url, SECRET, timeout=TIMEOUT)
+    try:
+        return sharing.run(
+            engine,
+            client,
+            policy=policy,
+            sleep=(sleeps.append if sleeps is not None else lambda _: None),
+            rng=random.Random(4),
+        )
+    finally:
+        client.close()
+
+
+def batches(engine: Engine) -> list[dict[str, object]]:
+    with reading(engine) as conn:
+        return outbox.status(conn)
+
+
+def attempts(engine: Engine) -> list[dict[str, object]]:
+    with reading(engine) as conn:
+        rows = conn.execute(select(delivery_attempts).order_by(delivery_attempts.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+def assert_exactly_once(engine: Engine, fake: FakePlatform, *, institutions: int = 16) -> None:
+    """Every record reached the platform, each batch was applied once, nothing is in flight."""
+    queued = batches(engine)
+    assert {b["state"] for b in queued} == {"delivered"}
+    assert set(fake.applied) == {b["batch_id"] for b in queued}
+    assert set(fake.applications.values()) == {1}
+    per_revision: dict[object, set[str]] = {}
+    for body in fake.applied.values():
+        per_revision.setdefault(body["revision"], set()).update(r["uscc"] for r in body["records"])
+    assert all(len(codes) == institutions for codes in per_revision.values())
+    assert not [a for a in attempts(engine) if a["outcome"] == "sending"]
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert len(attempts(engine)) == len(posts), "every request the platform saw is a logged attempt"
+
+
+def test_publishing_queues_the_delivery_in_the_same_transaction(loaded: Engine) -> None:
+    published = publish(loaded)
+    queued = batches(loaded)
+    assert [(b["batch_no"], b["records"], b["state"]) for b in queued] == [
+        (1, 5, "pending"),
+        (2, 5, "pending"),
+        (3, 5, "pending"),
+        (4, 1, "pending"),
+    ]
+    assert all(str(b["batch_id"]).startswith("120111-2023-r1-") for b in queued)
+    # A publish that fails queues nothing: the Conflict rolls the whole transaction back.
+    with pytest.raises(snapshots.Conflict), writing(loaded) as conn:
+        snapshots.publish(conn, year=2023, revision=None, reason=None, by="t", sharing=CONFIG)
+    assert len(batches(loaded)) == 4
+    assert published.chain_hash
+
+
+def test_a_clean_run_delivers_every_record_once_with_names_intact(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    report = share(loaded, platform)
+    assert report.complete and len(report.delivered) == 4
+    assert_exactly_once(loaded, platform)
+    names = {r["name"] for r in platform.records()}
+    assert "天津市西青区博文培训学校" in names
+    body = next(iter(platform.applied.values()))
+    assert body["district_code"] == "120111"
+    assert body["evaluated_by"]["name"] == "天津市西青区教育局"
+    assert body["supersedes"] == []
+    valid_from = date.fromisoformat(body["evaluated_on"])
+    assert {r["valid_from"] for r in body["records"]} == {valid_from.isoformat()}
+    assert {r["valid_to"] for r in body["records"]} == {outbox.valid_until(valid_from).isoformat()}
+    assert outbox.valid_until(date(2024, 2, 29)) == date(2025, 2, 27)
+    assert outbox.valid_until(date(2023, 6, 1)) == date(2024, 5, 31)
+    assert all(b["receipt_id"] for b in batches(loaded))
+
+
+def test_every_transient_fault_is_retried_until_delivered(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    platform.script(
+        ERROR_500,
+        TooMany(0.05),
+        Slow(TIMEOUT * 3),
+        DROP_BEFORE,
+        DROP_AFTER,
+        Slow(TIMEOUT * 3, applies=True),
+        DUPLICATE_ACK,
+    )
+    sleeps: list[float] = []
+    patient = RetryPolicy(attempts=10, base=0.001, cap=0.01)  # all seven faults hit batch 1
+    report = share(loaded, platform, policy=patient, sleeps=sleeps)
+    assert report.complete
+    assert_exactly_once(loaded, platform)
+    assert sleeps[1] >= 0.05, "Retry-After was not honoured"
+    outcomes = [a["outcome"] for a in attempts(loaded)]
+    # Six faults cost batch 1 a retry each; the duplicate acknowledgement then delivers it
+    # (it was stored by the drop-after), and batches 2-4 go through at once.
+    assert outcomes == ["retry"] * 6 + ["delivered"] * 4
+
+
+def test_a_rejection_is_not_retried_and_can_be_requeued(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    platform.script(Reject422("records[0].grade: 不是有效等级"))
+    report = share(loaded, platform)
+    assert not report.complete and len(report.dead) == 1 and len(report.delivered) == 3
+    dead = next(b for b in batches(loaded) if b["state"] == "dead")
+    assert dead["attempts"] == 1
+    assert "不是有效等级" in str(dead["last_error"])
+    with writing(loaded) as conn:
+        outbox.requeue(conn, batch=str(dead["batch_id"]))
+        with pytest.raises(outbox.OutboxError):
+            outbox.requeue(conn, batch=str(dead["batch_id"]))  # pending now, not dead
+    assert share(loaded, platform).complete
+    assert_exactly_once(loaded, platform)
+
+
+def test_a_correction_is_a_new_delivery_naming_the_batches_it_supersedes(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    share(loaded, platform)
+    first = {b["batch_id"] for b in batches(loaded)}
+    publish(loaded, reason="复核更正")
+    assert share(loaded, platform).complete
+    corrections = [b for b in platform.applied.values() if b["revision"] == 2]
+    assert len(corrections) == 4
+    assert all(set(b["supersedes"]) == first for b in corrections)
+    assert_exactly_once(loaded, platform)
+
+
+def test_a_batch_that_keeps_failing_stays_pending_for_the_next_run(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    platform.script(*[ERROR_500] * 3)
+    report = share(loaded, platform, policy=RetryPolicy(attempts=3, base=0.001, cap=0.001))
+    assert len(report.pending) == 1 and not report.dead
+    pending = next(b for b in batches(loaded) if b["state"] == "pending")
+    assert pending["attempts"] == 3 and "500" in str(pending["last_error"])
+    assert share(loaded, platform).complete
+    assert_exactly_once(loaded, platform)
+
+
+def test_backoff_grows_and_honours_retry_after() -> None:
+    policy = RetryPolicy(attempts=8, base=1.0, cap=30.0)
+    rng = random.Random(1)
+    assert all(0 <= policy.delay(n, None, rng) <= min(30.0, 2 ** (n - 1)) for n in range(1, 9))
+    assert policy.delay(1, 7.5, rng) >= 7.5
+
+
+FAULTS = st.sampled_from(
+    [
+        ERROR_500,
+        TooMany(0.01),
+        TooMany(None),
+        Slow(TIMEOUT * 2),
+        Slow(TIMEOUT * 2, applies=True),
+        DROP_BEFORE,
+        DROP_AFTER,
+        DUPLICATE_ACK,
+    ]
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(faults=st.lists(FAULTS, max_size=8))
+def test_any_sequence_of_faults_ends_with_every_batch_applied_once(
+    sharing_engine: Engine, platform: FakePlatform, faults: list[Fault]
+) -> None:
+    platform.reset()
+    with writing(sharing_engine) as conn:  # a fresh outbox for each example
+        conn.execute(delivery_attempts.delete())
+        conn.execute(deliveries.update().values(state="pending", attempts=0, receipt_id=None))
+    platform.script(*faults)
+    for _ in range(3):  # runs are bounded; each retries a batch up to FAST.attempts times
+        if share(sharing_engine, platform).complete:
+            break
+    assert_exactly_once(sharing_engine, platform)
+
+
+@pytest.fixture
+def sharing_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A published year on SQLite, for the many examples of the random fault sequences."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'sharing.db'}")
+    upgrade(engine)
+    import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
+    publish(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_sigkill_mid_send_loses_nothing_and_applies_nothing_twice(
+    loaded: Engine, database_url: str, platform: FakePlatform
+) -> None:
+    # Killed while the platform holds its reply: once after it stored the batch, once before.
+    for revision, fault in enumerate((Slow(3, applies=True), Slow(3)), start=1):
+        publish(loaded, reason=None if revision == 1 else "复核更正")
+        seen = len(platform.requests)
+        platform.script(fault)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.share_worker", database_url, platform.url, SECRET],
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 30
+        while len(platform.requests) == seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the request is in; the worker is waiting for the answer
+        worker.send_signal(signal.SIGKILL)
+        assert worker.wait() == -signal.SIGKILL
+        with reading(loaded) as conn:
+            in_flight = conn.scalar(
+                select(func.count())
+                .select_from(delivery_attempts)
+                .where(delivery_attempts.c.outcome == "sending")
+            )
+        assert in_flight == 1, "the killed attempt was logged before the send"
+        assert share(loaded, platform).complete
+        assert "interrupted" in [a["outcome"] for a in attempts(loaded)]
+        assert_exactly_once(loaded, platform)
+
+
+def test_answers_are_classified_as_the_wire_format_says() -> None:
+    import httpx
+
+    def answer(status: int, **kwargs: object) -> Answer:
+        return sharing.classify(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
+
+    assert answer(201, json={"receipt_id": "R1"}).outcome == "delivered"
+    assert answer(200, json={}).outcome == "retry"  # a success without a receipt proves nothing
+    assert answer(409, json={"receipt_id": "R1"}).outcome == "duplicate"
+    assert answer(400, json={"message": "bad"}).outcome == "rejected"
+    assert answer(422, json={"message": "bad"}).detail.endswith("bad")
+    too_many = answer(429, headers={"Retry-After": "3"})
+    assert too_many.outcome == "retry" and too_many.retry_after == 3.0
+    assert answer(503, text="down").outcome == "retry"
