@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
 
 from service import outbox, sharing, snapshots
+from service.cli import app
 from service.db import make_engine, reading, writing
 from service.importing import import_files
 from service.loading import load_rules
@@ -29,7 +32,7 @@ from service.migrate import upgrade
 from service.outbox import SharingConfig
 from service.sharing import Answer, HttpPlatform, RetryPolicy
 from service.tables import deliveries, delivery_attempts
-from tests.conftest import SAMPLE_FILES
+from tests.conftest import SAMPLE_FILES, Keys
 from tests.fake_platform import (
     DROP_AFTER,
     DROP_BEFORE,
@@ -41,7 +44,7 @@ from tests.fake_platform import (
     Slow,
     TooMany,
 )
-from tests.servers import ROOT
+from tests.servers import ROOT, running_service
 
 SECRET = "test-secret"
 CONFIG = SharingConfig(batch_size=5)
@@ -315,3 +318,47 @@ def test_answers_are_classified_as_the_wire_format_says() -> None:
     too_many = answer(429, headers={"Retry-After": "3"})
     assert too_many.outcome == "retry" and too_many.retry_after == 3.0
     assert answer(503, text="down").outcome == "retry"
+
+
+def test_the_share_command_delivers_shows_status_and_requeues(
+    loaded: Engine, database_url: str, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    env = {
+        "CREDIT_DATABASE_URL": database_url,
+        "CREDIT_PLATFORM_URL": platform.url,
+        "CREDIT_PLATFORM_SECRET": SECRET,
+        "CREDIT_PLATFORM_BACKOFF": "0.001",
+    }
+    runner = CliRunner()
+    platform.script(Reject422("证照编号格式不符"))
+    failed = runner.invoke(app, ["share", "--year", "2023"], env=env)
+    assert failed.exit_code == 1
+    assert "delivered 3, dead 1" in failed.stdout
+    status = runner.invoke(app, ["share", "--status"], env=env)
+    assert status.exit_code == 0 and "dead" in status.stdout and "证照编号格式不符" in status.stdout
+    dead = next(b for b in batches(loaded) if b["state"] == "dead")
+    assert runner.invoke(app, ["share", "--retry", str(dead["batch_id"])], env=env).exit_code == 0
+    done = runner.invoke(app, ["share"], env=env)
+    assert done.exit_code == 0 and "delivered 1, dead 0, still pending 0" in done.stdout
+    assert_exactly_once(loaded, platform)
+    unconfigured = runner.invoke(app, ["share"], env={"CREDIT_DATABASE_URL": database_url})
+    assert unconfigured.exit_code == 1 and "CREDIT_PLATFORM_URL" in unconfigured.stderr
+
+
+def test_supervisors_read_deliveries_and_the_sharing_role_runs_them(
+    loaded: Engine, database_url: str, api_keys: Keys, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    env = {"CREDIT_PLATFORM_URL": platform.url, "CREDIT_PLATFORM_SECRET": SECRET}
+    with running_service(database_url, extra_env=env) as base, httpx.Client(base_url=base) as api:
+        listed = api.get("/v1/deliveries?year=2023", headers=api_keys.header("supervisor"))
+        assert listed.status_code == 200
+        assert [b["state"] for b in listed.json()] == ["pending"] * 4
+        assert api.get("/v1/deliveries", headers=api_keys.header("analyst")).status_code == 403
+        assert api.post("/v1/deliveries/run", headers=api_keys.header("analyst")).status_code == 403
+        run = api.post("/v1/deliveries/run", headers=api_keys.header("sharing"))
+        assert run.status_code == 200 and run.json()["complete"] is True
+        after = api.get("/v1/deliveries", headers=api_keys.header("supervisor")).json()
+        assert {b["state"] for b in after} == {"delivered"}
+    assert_exactly_once(loaded, platform)
