@@ -20,20 +20,11 @@ from pydantic import BaseModel, ConfigDict
 
 from scoring.engine import rate
 from scoring.errors import UnknownInstitution
+from scoring.inputs import FINDING_COLUMNS, INSTITUTION_COLUMNS
 from scoring.rules import RuleSet, RulesInForce
 
-INSTITUTION_FIELDS = ("uscc", "name", "district_code", "licence_no", "address", "status")
-FINDING_FIELDS = (
-    "finding_id",
-    "uscc",
-    "indicator",
-    "occurred_on",
-    "count",
-    "source",
-    "reference",
-    "status",
-    "note",
-)
+INSTITUTION_FIELDS = INSTITUTION_COLUMNS.order
+FINDING_FIELDS = FINDING_COLUMNS.order
 
 
 class _Model(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from hypothesis import strategies as st
 
+from scoring import inputs
 from scoring.uscc import ALPHABET, check_character
 from service.loading import load_rules
 
@@ -28,18 +29,8 @@ ALL_CODES = INDICATOR_CODES + VETO_CODES
 YEARS = (2022, 2023, 2024, 2025)
 SOURCES = ("inspection", "complaint", "penalty", "self_report", "platform", "other")
 
-INSTITUTION_COLUMNS = ("uscc", "name", "district_code", "licence_no", "address", "status")
-FINDING_COLUMNS = (
-    "finding_id",
-    "uscc",
-    "indicator",
-    "occurred_on",
-    "count",
-    "source",
-    "reference",
-    "status",
-    "note",
-)
+INSTITUTION_COLUMNS = list(inputs.INSTITUTION_COLUMNS.order)
+FINDING_COLUMNS = list(inputs.FINDING_COLUMNS.order)
 
 
 def make_uscc(nine: str) -> str:

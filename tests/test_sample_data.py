@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scoring import inputs
 from scoring.codes import valid
 from scoring.engine import rate
 from scoring.inputs import validate
@@ -22,18 +23,8 @@ from service.files import read_inputs
 from service.loading import load_rules
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-INSTITUTION_COLUMNS = ["uscc", "name", "district_code", "licence_no", "address", "status"]
-FINDING_COLUMNS = [
-    "finding_id",
-    "uscc",
-    "indicator",
-    "occurred_on",
-    "count",
-    "source",
-    "reference",
-    "status",
-    "note",
-]
+INSTITUTION_COLUMNS = list(inputs.INSTITUTION_COLUMNS.order)
+FINDING_COLUMNS = list(inputs.FINDING_COLUMNS.order)
 SOURCES = {"inspection", "complaint", "penalty", "self_report", "platform", "other"}
 
 

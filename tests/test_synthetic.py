@@ -19,18 +19,8 @@ from scoring.synthetic import DISTRICTS, synthetic_district
 from service.loading import load_rules
 
 YEAR = 2024
-INSTITUTION_COLUMNS = ["uscc", "name", "district_code", "licence_no", "address", "status"]
-FINDING_COLUMNS = [
-    "finding_id",
-    "uscc",
-    "indicator",
-    "occurred_on",
-    "count",
-    "source",
-    "reference",
-    "status",
-    "note",
-]
+INSTITUTION_COLUMNS = list(inputs.INSTITUTION_COLUMNS.order)
+FINDING_COLUMNS = list(inputs.FINDING_COLUMNS.order)
 COMMON = {
     "fees_displayed",
     "fees_per_policy",
