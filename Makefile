@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-http clean
 
 # (Re)install when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -27,6 +27,17 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(MAKE) bench-http
+
+# The HTTP load test uses wrk (installed from the system packages when possible; without it,
+# benchmarks.http_load falls back to its own asyncio load generator and says so).
+bench-http: $(STAMP)
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-cache policy wrk | grep -q 'Candidate: [0-9]' || apt-get update -qq; \
+	    apt-get install -y -qq wrk >/dev/null || echo "wrk could not be installed"; \
+	  else echo "wrk not installed (apt-get install wrk): using the asyncio load generator"; fi; }
+	$(BIN)/python -m benchmarks.http_load
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
