@@ -28,6 +28,7 @@ from service.api.routes import (
 from service.db import make_engine
 from service.loading import load_rules
 from service.migrate import upgrade
+from service.readcache import ReadCache
 from service.settings import Settings
 
 REQUESTS = Counter("credit_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -75,10 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     ruleset = load_rules(settings.rules_dir)
 
+    cache = ReadCache(settings.database_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade(engine)
         yield
+        cache.close()
         engine.dispose()
 
     app = FastAPI(
@@ -91,9 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Metrics)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.cache = cache
     app.state.rules = ruleset
     problems.install(app)
-    for module in (health, institutions, findings, imports, ratings, evaluate, rules, deliveries):
+    # Ratings first: routes are matched in order, and a rating lookup is the most frequent call.
+    for module in (ratings, health, institutions, findings, imports, evaluate, rules, deliveries):
         app.include_router(module.router)
 
     return app

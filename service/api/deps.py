@@ -7,33 +7,39 @@ one without either, so a new route cannot be exposed by forgetting it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from scoring.rules import RuleSet
 from service import keys
 from service.db import reading
 from service.keys import Principal, Role
+from service.readcache import ReadCache
 from service.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_engine(request: Request) -> Engine:
+# The dependencies that only read app.state are `async def`: FastAPI runs a plain `def`
+# dependency in the thread pool, and each such hop costs more than the work it wraps.
+
+
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_rules(request: Request) -> RuleSet:
+async def get_rules(request: Request) -> RuleSet:
     rules: RuleSet = request.app.state.rules
     return rules
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -49,23 +55,39 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReadDep = Annotated[Connection, Depends(read_connection)]
 
 
-def _principal(engine: Engine, key: str | None) -> Principal | None:
+def _lookup(engine: Engine, key: str) -> Principal | None:
+    with reading(engine) as conn:
+        return keys.lookup(conn, key)
+
+
+async def _principal(request: Request, key: str | None) -> Principal | None:
+    """None without a key; else the key's holder, from the database unless cached.
+
+    The engine and cache are taken from app.state directly, not as sub-dependencies: each
+    dependency costs FastAPI more to solve than this whole function on a cache hit.
+    """
     if key is None:
         return None
-    with reading(engine) as conn:
-        principal = keys.lookup(conn, key)
+    engine: Engine = request.app.state.engine
+    cache: ReadCache = request.app.state.cache
+    generation = cache.generation()
+    principal: Principal | None = cache.get(("key", key))
+    if principal is None:
+        principal = await run_in_threadpool(_lookup, engine, key)
+        if principal is not None:
+            cache.put(generation, ("key", key), principal)
     if principal is None:
         raise HTTPException(401, "Invalid or revoked API key")
     return principal
 
 
-def requires(*roles: Role) -> Callable[..., Principal]:
+def requires(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """Admit only keys with one of `roles`: 401 without a valid key, 403 without the role."""
 
-    def dependency(
-        engine: EngineDep, key: Annotated[str | None, Depends(api_key_header)]
+    async def dependency(
+        request: Request, key: Annotated[str | None, Depends(api_key_header)]
     ) -> Principal:
-        principal = _principal(engine, key)
+        principal = await _principal(request, key)
         if principal is None:
             raise HTTPException(401, "An API key is required (header X-API-Key)")
         if principal.role not in roles:
@@ -76,13 +98,13 @@ def requires(*roles: Role) -> Callable[..., Principal]:
     return dependency
 
 
-def public_or() -> Callable[..., Principal | None]:
+def public_or() -> Callable[..., Awaitable[Principal | None]]:
     """Admit anyone; a presented key must be valid and tells the route who is asking."""
 
-    def dependency(
-        engine: EngineDep, key: Annotated[str | None, Depends(api_key_header)]
+    async def dependency(
+        request: Request, key: Annotated[str | None, Depends(api_key_header)]
     ) -> Principal | None:
-        return _principal(engine, key)
+        return await _principal(request, key)
 
     dependency.access = ("public",)  # type: ignore[attr-defined]
     return dependency

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from scoring.explain import Explanation
 from service import snapshots
@@ -24,8 +26,9 @@ from service.api.schemas import (
     SnapshotPublic,
     Year,
 )
-from service.db import writing
+from service.db import reading, writing
 from service.keys import Principal, Role
+from service.readcache import ReadCache
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
@@ -173,18 +176,38 @@ def list_revisions(year: YearPath, who: Reader, conn: ReadDep) -> list[SnapshotP
     responses=responses(401, 404, 422),
     summary="One institution's rating, with its explanation for supervisors and analysts",
 )
-def read_institution_rating(
-    year: YearPath, uscc: USCC, who: Anyone, conn: ReadDep, revision: Revision = None
-) -> InstitutionRating:
-    snap = _visible(conn, year, revision, who)
-    row = snapshots.row_of(conn, snap, uscc)
+async def read_institution_rating(
+    year: YearPath, uscc: USCC, who: Anyone, request: Request, revision: Revision = None
+) -> Response:
+    # The answer depends on the caller only through its view; cached until the next commit.
+    # (The engine and cache come from app.state: sub-dependencies cost more than the lookup.)
+    engine: Engine = request.app.state.engine
+    cache: ReadCache = request.app.state.cache
+    view = None if who is None else "explained" if who.role in EXPLAINERS else "full"
+    key = ("rating", year, uscc, revision, view)
+    generation = cache.generation()
+    body: bytes | None = cache.get(key)
+    if body is None:
+        body = await run_in_threadpool(_institution_rating, engine, year, uscc, revision, who)
+        cache.put(generation, key, body)
+    return Response(body, media_type="application/json")
+
+
+def _institution_rating(
+    engine: Engine, year: int, uscc: str, revision: int | None, who: Principal | None
+) -> bytes:
+    with reading(engine) as conn:
+        snap = _visible(conn, year, revision, who)
+        row = snapshots.row_of(conn, snap, uscc)
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
-        return InstitutionRating(
+        answer = InstitutionRating(
             snapshot=snapshot_public(snap), rating=grade_full(row), explanation=explanation
         )
-    rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
-    return InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
+    else:
+        rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
+        answer = InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
+    return answer.model_dump_json().encode()
 
 
 @router.get(
