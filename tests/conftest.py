@@ -22,7 +22,13 @@ from service.keys import Role
 from service.loading import SAMPLE_DIR, load_rules
 from service.migrate import upgrade
 from service.tables import findings, institutions
-from tests.servers import PostgresUnavailable, running_service, start_postgres, with_database
+from tests.servers import (
+    PostgresUnavailable,
+    create_database,
+    running_service,
+    start_postgres,
+    with_database,
+)
 
 SAMPLE_FILES = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
 
@@ -148,3 +154,39 @@ def service(database_url: str, loaded: Engine, api_keys: Keys) -> Iterator[str]:
     """A real `credit-rating serve` process on loopback, over the loaded database."""
     with running_service(database_url) as base:
         yield base
+
+
+# One live service per test module (each module works on its own database), on both databases.
+
+
+@dataclass(frozen=True)
+class Live:
+    base: str
+    url: str
+    engine: Engine
+    keys: dict[str, str]
+
+    def as_(self, role: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[role]}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'credit-rating.db'}"
+    else:
+        url = create_database(request.getfixturevalue("postgres_admin"))
+    engine = make_engine(url)
+    upgrade(engine)
+    import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
+    with writing(engine) as conn:
+        made = {
+            role.value: keys.create(conn, role=role, name=f"test {role.value}") for role in Role
+        }
+    try:
+        with running_service(url) as base:
+            yield Live(base, url, engine, made)
+    finally:
+        engine.dispose()

@@ -14,7 +14,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -22,17 +21,15 @@ import httpx
 import openpyxl
 import pytest
 import yaml
-from sqlalchemy import Engine
 
 from scoring.rules import RULE_FILES
 from scoring.uscc import check_character
 from service import keys
-from service.db import make_engine, writing
-from service.importing import import_files
+from service.db import writing
 from service.keys import Role
-from service.loading import RULES_DIR, SAMPLE_DIR, load_rules
-from service.migrate import upgrade
-from tests.servers import create_database, running_service
+from service.loading import RULES_DIR, SAMPLE_DIR
+from tests.conftest import Live
+from tests.servers import running_service
 
 SAMPLE_FILES = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
 PROBLEM = "application/problem+json"
@@ -44,39 +41,6 @@ BAD_CODE = "52120111MJ0627485B"  # the sample's first code with a wrong check ch
 
 def code(first17: str) -> str:
     return first17 + check_character(first17)
-
-
-@dataclass(frozen=True)
-class Live:
-    base: str
-    url: str
-    engine: Engine
-    keys: dict[str, str]
-
-    def as_(self, role: str) -> dict[str, str]:
-        return {"X-API-Key": self.keys[role]}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Live]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'credit-rating.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_admin"))
-    engine = make_engine(url)
-    upgrade(engine)
-    import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
-    with writing(engine) as conn:
-        made = {
-            role.value: keys.create(conn, role=role, name=f"test {role.value}") for role in Role
-        }
-    try:
-        with running_service(url) as base:
-            yield Live(base, url, engine, made)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ none. The service must never answer 5xx, and every answer must match the schema 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,32 +15,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
-from service import keys
-from service.db import make_engine, writing
-from service.importing import import_files
-from service.keys import Role
-from service.loading import load_rules
-from service.migrate import upgrade
-from tests.conftest import SAMPLE_FILES
-from tests.servers import create_database, running_service
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if request.param == "sqlite":
-        folder: Path = tmp_path_factory.mktemp("schema")
-        url = f"sqlite:///{folder / 'credit-rating.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_admin"))
-    engine = make_engine(url)
-    upgrade(engine)
-    import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
-    with writing(engine) as conn:
-        key = keys.create(conn, role=Role.SUPERVISOR, name="schemathesis")
-    engine.dispose()
-    with running_service(url) as base:
-        yield base, key
-
+from tests.conftest import Live
 
 EXAMPLES = settings(
     max_examples=20,
@@ -60,10 +33,9 @@ CHECKS = [
 
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["supervisor", "anonymous"])
-def test_no_request_gets_a_5xx_or_an_answer_outside_the_schema(live: Any, with_key: bool) -> None:
-    base, key = live
-    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-    headers = {"X-API-Key": key} if with_key else {}
+def test_no_request_gets_a_5xx_or_an_answer_outside_the_schema(live: Live, with_key: bool) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.base}/openapi.json")
+    headers = live.as_("supervisor") if with_key else {}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15, "the schema lost operations"
     for operation in operations:
