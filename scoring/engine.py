@@ -27,13 +27,17 @@ RESULT_COLUMNS = ("uscc", "name", "score", "grade", "vetoed", "vetoes")
 """The leading columns of a rating; one column per indicator code (points kept) follows."""
 
 
-def counted(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
-    """Which findings count for `year`: active ones that occurred in that calendar year."""
+def dated_in(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
+    """Which findings occurred in calendar year `year`, whatever their status."""
     day = findings["occurred_on"].to_numpy().astype("datetime64[D]")
-    in_year = (day >= np.datetime64(f"{year:04d}-01-01")) & (
+    return (day >= np.datetime64(f"{year:04d}-01-01")) & (
         day < np.datetime64(f"{year + 1:04d}-01-01")
     )
-    return in_year & findings["status"].eq("active").to_numpy(dtype=bool)
+
+
+def counted(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
+    """Which findings count for `year`: active ones that occurred in that calendar year."""
+    return dated_in(findings, year) & findings["status"].eq("active").to_numpy(dtype=bool)
 
 
 def units_lost(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from scoring.engine import rate
+from scoring.engine import dated_in, rate
 from scoring.errors import UnknownInstitution
 from scoring.inputs import FINDING_COLUMNS, INSTITUTION_COLUMNS
 from scoring.rules import RuleSet, RulesInForce
@@ -88,8 +88,7 @@ class Explanation(_Model):
 
 def in_year(findings: pd.DataFrame, year: int) -> pd.DataFrame:
     """Findings dated in `year`, whatever their status: the inputs of that year's rating."""
-    day = findings["occurred_on"].to_numpy().astype("datetime64[Y]").astype(np.int64) + 1970
-    return findings[day == year]
+    return findings[dated_in(findings, year)]
 
 
 def input_digest(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> str:

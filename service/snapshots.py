@@ -277,13 +277,17 @@ def get(conn: Connection, year: int, revision: int) -> Snapshot:
     return _snapshot(row)
 
 
-def latest_draft(conn: Connection, *, year: int) -> Snapshot:
-    row = conn.execute(
+def _latest(conn: Connection, *, year: int, status: str) -> Any:
+    return conn.execute(
         select(snapshots)
-        .where(snapshots.c.year == year, snapshots.c.status == "draft")
+        .where(snapshots.c.year == year, snapshots.c.status == status)
         .order_by(snapshots.c.revision.desc())
         .limit(1)
     ).first()
+
+
+def latest_draft(conn: Connection, *, year: int) -> Snapshot:
+    row = _latest(conn, year=year, status="draft")
     if row is None:
         raise NotFound(f"no draft for {year}: compute one first (POST /v1/ratings/{year})")
     return _snapshot(row)
@@ -291,12 +295,7 @@ def latest_draft(conn: Connection, *, year: int) -> Snapshot:
 
 def published(conn: Connection, *, year: int, required: bool = True) -> Snapshot | None:
     """The year's official result: its latest published revision."""
-    row = conn.execute(
-        select(snapshots)
-        .where(snapshots.c.year == year, snapshots.c.status == "published")
-        .order_by(snapshots.c.revision.desc())
-        .limit(1)
-    ).first()
+    row = _latest(conn, year=year, status="published")
     if row is None:
         if required:
             raise NotFound(f"{year} has no published rating")

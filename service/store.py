@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, select
 
 from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
 from service.tables import findings, institutions
@@ -59,9 +59,7 @@ def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, 
     )
     query = select(*findings.c[FINDING_FIELDS])
     if year is not None:
-        query = query.where(
-            findings.c.occurred_on >= date(year, 1, 1), findings.c.occurred_on <= date(year, 12, 31)
-        )
+        query = query.where(dated_in(year))
     found = pd.DataFrame(
         [dict(r._mapping) for r in conn.execute(query)], columns=list(FINDING_FIELDS)
     )
@@ -74,6 +72,11 @@ def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, 
 
 def records_of(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in r.items()} for r in frame[list(fields)].to_dict("records")]
+
+
+def dated_in(year: int) -> ColumnElement[bool]:
+    """Findings that occurred in calendar year `year`."""
+    return findings.c.occurred_on.between(date(year, 1, 1), date(year, 12, 31))
 
 
 def finding_id_for(record: dict[str, Any]) -> str:
@@ -193,9 +196,7 @@ def list_findings(
     if uscc is not None:
         query = query.where(findings.c.uscc == uscc)
     if year is not None:
-        query = query.where(
-            findings.c.occurred_on >= date(year, 1, 1), findings.c.occurred_on <= date(year, 12, 31)
-        )
+        query = query.where(dated_in(year))
     if status is not None:
         query = query.where(findings.c.status == status)
     return [dict(r._mapping) for r in conn.execute(query.limit(limit).offset(offset))]
