@@ -18,6 +18,8 @@ from collections.abc import Hashable
 from typing import Any
 
 MAX_ENTRIES = 10_000
+MAX_BYTES = 64 * 2**20
+"""Bounds on what is kept: past either, everything is dropped and kept afresh."""
 
 
 class ReadCache:
@@ -30,6 +32,7 @@ class ReadCache:
             )
         self._version: int | None = None
         self._entries: dict[Hashable, Any] = {}
+        self._bytes = 0
 
     def generation(self) -> int | None:
         """The data version, after dropping every entry if it changed; None: no caching."""
@@ -38,20 +41,27 @@ class ReadCache:
         # fetchall, not fetchone: the statement must finish, or it holds a read transaction
         version: int = self._conn.execute("PRAGMA data_version").fetchall()[0][0]
         if version != self._version:
-            self._entries.clear()
+            self._drop()
             self._version = version
         return version
 
     def get(self, key: Hashable) -> Any:
         return self._entries.get(key)
 
-    def put(self, generation: int | None, key: Hashable, value: Any) -> None:
-        """Keep `value` (read after `generation` was taken) unless a commit was seen since."""
-        if generation is None or generation != self._version:
+    def put(self, generation: int | None, key: Hashable, value: Any, size: int = 0) -> None:
+        """Keep `value` (read after `generation` was taken) unless a commit was seen since.
+
+        `size`: the bytes `value` holds, when that is more than a few."""
+        if generation is None or generation != self._version or size > MAX_BYTES:
             return
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
+        if len(self._entries) >= MAX_ENTRIES or self._bytes + size > MAX_BYTES:
+            self._drop()
         self._entries[key] = value
+        self._bytes += size
+
+    def _drop(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
 
     def close(self) -> None:
         if self._conn is not None:

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import problems
+from service.api.responsecache import ResponseCache
 from service.api.routes import (
     deliveries,
     evaluate,
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=problems.responses(400, 401, 422),
     )
+    # Metrics outermost, so answers from the response cache are counted and timed too.
+    app.add_middleware(ResponseCache, cache=cache)
     app.add_middleware(Metrics)
     app.state.settings = settings
     app.state.engine = engine

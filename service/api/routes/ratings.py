@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Path, Query
 
 from scoring.explain import Explanation
 from service import snapshots
 from service.api.deps import Anyone, EngineDep, ReadDep, Reader, RulesDep, SettingsDep, Supervisor
 from service.api.problems import responses
+from service.api.responsecache import cached
 from service.api.schemas import (
     USCC,
     ComputeRequest,
@@ -26,9 +25,8 @@ from service.api.schemas import (
     SnapshotPublic,
     Year,
 )
-from service.db import reading, writing
+from service.db import writing
 from service.keys import Principal, Role
-from service.readcache import ReadCache
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
@@ -146,6 +144,7 @@ def publish(
     responses=responses(401, 404, 422),
     summary="The year's published result (or ?revision=N)",
 )
+@cached
 def read_rating(
     year: YearPath, who: Anyone, conn: ReadDep, revision: Revision = None
 ) -> RatingFull | RatingPublic:
@@ -176,38 +175,19 @@ def list_revisions(year: YearPath, who: Reader, conn: ReadDep) -> list[SnapshotP
     responses=responses(401, 404, 422),
     summary="One institution's rating, with its explanation for supervisors and analysts",
 )
-async def read_institution_rating(
-    year: YearPath, uscc: USCC, who: Anyone, request: Request, revision: Revision = None
-) -> Response:
-    # The answer depends on the caller only through its view; cached until the next commit.
-    # (The engine and cache come from app.state: sub-dependencies cost more than the lookup.)
-    engine: Engine = request.app.state.engine
-    cache: ReadCache = request.app.state.cache
-    view = None if who is None else "explained" if who.role in EXPLAINERS else "full"
-    key = ("rating", year, uscc, revision, view)
-    generation = cache.generation()
-    body: bytes | None = cache.get(key)
-    if body is None:
-        body = await run_in_threadpool(_institution_rating, engine, year, uscc, revision, who)
-        cache.put(generation, key, body)
-    return Response(body, media_type="application/json")
-
-
-def _institution_rating(
-    engine: Engine, year: int, uscc: str, revision: int | None, who: Principal | None
-) -> bytes:
-    with reading(engine) as conn:
-        snap = _visible(conn, year, revision, who)
-        row = snapshots.row_of(conn, snap, uscc)
+@cached
+def read_institution_rating(
+    year: YearPath, uscc: USCC, who: Anyone, conn: ReadDep, revision: Revision = None
+) -> InstitutionRating:
+    snap = _visible(conn, year, revision, who)
+    row = snapshots.row_of(conn, snap, uscc)
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
-        answer = InstitutionRating(
+        return InstitutionRating(
             snapshot=snapshot_public(snap), rating=grade_full(row), explanation=explanation
         )
-    else:
-        rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
-        answer = InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
-    return answer.model_dump_json().encode()
+    rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
+    return InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
 
 
 @router.get(
@@ -217,6 +197,7 @@ def _institution_rating(
     summary="The institution's published grade in each year",
     tags=["institutions"],
 )
+@cached
 def history(uscc: USCC, who: Anyone, conn: ReadDep) -> list[HistoryEntry]:
     return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
 

@@ -1,0 +1,248 @@
+"""Answers from memory are the route's own answers, and none outlives a commit.
+
+First the middleware alone, in process, over a real SQLite file: which requests reach the
+route and which are answered from memory. Then the real service on both databases (on
+PostgreSQL nothing is kept, so the same assertions there say the cache changes no answer):
+a correction, a revoked key, another key and a failure are each seen by the very next request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service import keys, readcache
+from service.api.responsecache import ResponseCache, cached
+from service.db import make_engine, writing
+from service.keys import Role
+from service.migrate import upgrade
+from service.readcache import ReadCache
+from service.tables import api_keys
+from tests.conftest import Live
+from tests.servers import ROOT
+
+# --- the middleware alone ----------------------------------------------------------------------
+
+
+class Counting:
+    """A tiny app behind the middleware, counting the requests that reach its routes."""
+
+    def __init__(self, database: Path) -> None:
+        self.calls = 0
+        self.found = True
+        self.cache = ReadCache(f"sqlite:///{database}")
+        app = FastAPI()
+
+        @app.get("/kept/{name}")
+        @cached
+        def kept(name: str, x_api_key: str | None = Header(None)) -> dict[str, object]:
+            self.calls += 1
+            if not self.found:
+                raise HTTPException(404, "gone")
+            return {"name": name, "key": x_api_key, "call": self.calls}
+
+        @app.get("/not-kept")
+        def not_kept() -> dict[str, int]:
+            self.calls += 1
+            return {"call": self.calls}
+
+        app.add_middleware(ResponseCache, cache=self.cache)
+        self.client = TestClient(app)
+
+
+@pytest.fixture
+def counting(tmp_path: Path) -> Iterator[Counting]:
+    database = tmp_path / "cache.db"
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    engine.dispose()
+    app = Counting(database)
+    yield app
+    app.cache.close()
+
+
+def commit_elsewhere(database: Path) -> None:
+    """A commit through another connection, as another process or the service's writes make."""
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with writing(engine) as conn:
+            keys.create(conn, role=Role.ANALYST, name="a commit")
+    finally:
+        engine.dispose()
+
+
+def test_a_repeated_request_is_answered_from_memory_with_the_same_bytes(
+    counting: Counting,
+) -> None:
+    first = counting.client.get("/kept/甲?q=1")
+    again = counting.client.get("/kept/甲?q=1")
+    assert counting.calls == 1
+    assert again.content == first.content
+    assert again.headers == first.headers
+    assert again.json() == {"name": "甲", "key": None, "call": 1}
+
+
+def test_path_query_and_key_each_make_another_request(counting: Counting) -> None:
+    counting.client.get("/kept/a")
+    for variant in ("/kept/b", "/kept/a?q=1", "/kept/a?q=2"):
+        assert counting.client.get(variant).json()["call"] == counting.calls
+    assert counting.calls == 4
+    with_key = counting.client.get("/kept/a", headers={"X-API-Key": "k1"})
+    other_key = counting.client.get("/kept/a", headers={"X-API-Key": "k2"})
+    assert (with_key.json()["key"], other_key.json()["key"]) == ("k1", "k2")
+    assert counting.calls == 6
+    assert counting.client.get("/kept/a", headers={"X-API-Key": "k1"}).json()["call"] == 5
+    assert counting.client.get("/kept/a").json()["call"] == 1
+    assert counting.calls == 6
+
+
+def test_any_commit_drops_every_answer(counting: Counting, tmp_path: Path) -> None:
+    counting.client.get("/kept/a")
+    counting.client.get("/kept/a")
+    assert counting.calls == 1
+    commit_elsewhere(tmp_path / "cache.db")
+    assert counting.client.get("/kept/a").json()["call"] == 2
+    assert counting.client.get("/kept/a").json()["call"] == 2
+
+
+def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Counting) -> None:
+    counting.found = False
+    assert counting.client.get("/kept/a").status_code == 404
+    counting.found = True
+    assert counting.client.get("/kept/a").status_code == 200
+    assert counting.calls == 2
+    counting.client.get("/not-kept")
+    counting.client.get("/not-kept")
+    assert counting.calls == 4
+    assert counting.client.post("/kept/a").status_code == 405
+
+
+def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readcache, "MAX_BYTES", 70)  # two 32-byte answers, not three
+    for name in ("a", "b", "a", "b"):
+        counting.client.get(f"/kept/{name}")
+    assert counting.calls == 2
+    counting.client.get("/kept/c")  # over the budget: everything dropped, then c kept
+    assert counting.client.get("/kept/a").json()["call"] == 4
+    assert counting.client.get("/kept/c").json()["call"] == 3
+    too_big = "/kept/" + "x" * 80  # larger than the whole budget: never kept
+    assert counting.client.get(too_big).json()["call"] == 5
+    assert counting.client.get(too_big).json()["call"] == 6
+
+
+# --- the real service --------------------------------------------------------------------------
+
+YEAR = 2022
+
+
+@pytest.fixture
+def http(live: Live) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.base, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def published(live: Live) -> str:
+    """2022 computed and published once for the module; the first institution's code."""
+    with httpx.Client(base_url=live.base, timeout=60) as client:
+        supervisor = live.as_("supervisor")
+        assert client.post(f"/v1/ratings/{YEAR}", headers=supervisor).status_code == 201
+        assert client.post(f"/v1/ratings/{YEAR}/publish", headers=supervisor).status_code == 200
+        uscc: str = client.get(f"/v1/ratings/{YEAR}").json()["institutions"][0]["uscc"]
+    return uscc
+
+
+def test_a_correction_is_seen_by_the_next_lookup(
+    live: Live, http: httpx.Client, published: str
+) -> None:
+    lookup = f"/v1/ratings/{YEAR}/{published}"
+    before = http.get(lookup)
+    assert http.get(lookup).content == before.content
+    revision = before.json()["snapshot"]["revision"]
+    supervisor = live.as_("supervisor")
+    assert http.post(f"/v1/ratings/{YEAR}", headers=supervisor).status_code == 201
+    correction = http.post(
+        f"/v1/ratings/{YEAR}/publish", headers=supervisor, json={"reason": "复核更正"}
+    )
+    assert correction.status_code == 200, correction.text
+    assert http.get(lookup).json()["snapshot"]["revision"] == revision + 1
+    assert http.get(f"/v1/ratings/{YEAR}").json()["snapshot"]["revision"] == revision + 1
+    history = http.get(f"/v1/institutions/{published}/history").json()
+    assert [h["revision"] for h in history if h["year"] == YEAR] == [revision + 1]
+
+
+def test_a_key_revoked_by_another_process_is_refused_by_the_next_request(
+    live: Live, http: httpx.Client, published: str
+) -> None:
+    with writing(live.engine) as conn:
+        key = keys.create(conn, role=Role.ANALYST, name="soon revoked")
+        key_id = conn.execute(
+            select(api_keys.c.id).where(api_keys.c.name == "soon revoked")
+        ).scalar_one()
+    lookup = f"/v1/ratings/{YEAR}/{published}"
+    for _ in range(2):
+        answer = http.get(lookup, headers={"X-API-Key": key})
+        assert answer.status_code == 200 and answer.json()["explanation"] is not None
+    revoked = subprocess.run(
+        [sys.executable, "-m", "service.cli", "keys", "revoke", str(key_id)],
+        cwd=ROOT,
+        env=os.environ | {"CREDIT_DATABASE_URL": live.url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    assert http.get(lookup, headers={"X-API-Key": key}).status_code == 401
+
+
+def test_each_caller_gets_the_answer_for_its_own_key(
+    live: Live, http: httpx.Client, published: str
+) -> None:
+    lookup = f"/v1/ratings/{YEAR}/{published}"
+    for _ in range(2):  # the second time round, every answer is one already given
+        public = http.get(lookup).json()
+        assert public["explanation"] is None and "points" not in public["rating"]
+        explained = http.get(lookup, headers=live.as_("supervisor")).json()
+        assert explained["explanation"]["uscc"] == published
+        shared = http.get(lookup, headers=live.as_("sharing")).json()
+        assert shared["explanation"] is None and "points" in shared["rating"]
+        assert http.get(lookup, headers={"X-API-Key": "cr_not-a-key"}).status_code == 401
+
+
+def test_a_failure_is_not_kept(live: Live, http: httpx.Client, published: str) -> None:
+    year = 2024
+    lookup = f"/v1/ratings/{year}/{published}"
+    assert http.get(lookup).status_code == 404
+    supervisor = live.as_("supervisor")
+    assert http.post(f"/v1/ratings/{year}", headers=supervisor).status_code == 201
+    assert http.get(lookup).status_code == 404  # a draft is not the public's
+    assert http.post(f"/v1/ratings/{year}/publish", headers=supervisor).status_code == 200
+    assert http.get(lookup).status_code == 200
+
+
+def test_answers_from_memory_are_counted_and_timed(http: httpx.Client, published: str) -> None:
+    route = 'method="GET",route="/v1/ratings/{year}/{uscc}"'
+
+    def counted() -> float:
+        text = http.get("/metrics").text
+        found = re.search(
+            r"^credit_http_requests_total\{" + re.escape(route) + r',status="200"\} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+        return float(found.group(1)) if found else 0.0
+
+    before = counted()
+    for _ in range(5):
+        assert http.get(f"/v1/ratings/{YEAR}/{published}").status_code == 200
+    assert counted() == before + 5
