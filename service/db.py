@@ -30,9 +30,14 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     path = url.removeprefix("sqlite:///")
+    pool: dict[str, int] = {}
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        # As many connections as the service's thread pool has threads (anyio's default, 40),
+        # so no request's thread waits for one: they cost little, and under WAL readers never
+        # wait for each other.
+        pool = {"pool_size": 40, "max_overflow": 0}
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -2,12 +2,13 @@
 
 One server per database for the whole module (starting one takes seconds), over the sample
 district. Tests share it, so each works on years and institutions of its own: the supervisor's
-flow owns 2022–2024, the dry runs 2026, the concurrent requests 2030–2032, the imports their
+flow owns 2022–2024, the dry runs 2026, the concurrent requests 2030–2033, the imports their
 own new institutions; no test depends on another having run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
@@ -677,3 +678,32 @@ def test_two_service_processes_on_one_postgresql_database_publish_a_year_once(
             revisions = httpx.get(f"{base}/v1/ratings/2032/revisions", headers=headers).json()
             assert sorted(r["revision"] for r in revisions) == list(range(1, 9))
             assert sum(r["status"] == "published" for r in revisions) == 1
+
+
+def test_a_crowd_of_reads_at_once_is_answered_in_full(live: Live, http: httpx.Client) -> None:
+    """Far more requests at once than the thread pool has threads and the database pool has
+    connections are each answered. Were a connection held from one thread-pool hop to the
+    next, the requests holding every connection would wait for a thread while every thread
+    waited for a connection, until the pool timed out with 500s."""
+    compute(live, http, 2033)
+    ok(publish(live, http, 2033))
+    codes = [row["uscc"] for row in ok(http.get("/v1/ratings/2033"))["institutions"]]
+    analyst = live.as_("analyst")
+    crowd = 300
+
+    async def send(client: httpx.AsyncClient, i: int) -> int:
+        if i % 3 == 0:  # a query parameter of its own: never answered from memory
+            url = f"/v1/ratings/2033/{codes[i % len(codes)]}"
+            response = await client.get(url, params={"crowd": i})
+        elif i % 3 == 1:
+            response = await client.get("/v1/institutions", headers=analyst)
+        else:
+            response = await client.get("/v1/findings", headers=analyst, params={"limit": 5})
+        return response.status_code
+
+    async def all_together() -> list[int]:
+        limits = httpx.Limits(max_connections=crowd)
+        async with httpx.AsyncClient(base_url=live.base, timeout=120, limits=limits) as client:
+            return list(await asyncio.gather(*(send(client, i) for i in range(crowd))))
+
+    assert asyncio.run(all_together()) == [200] * crowd

@@ -7,12 +7,12 @@ one without either, so a new route cannot be exposed by forgetting it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from scoring.rules import RuleSet
@@ -27,6 +27,11 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 # The dependencies that only read app.state are `async def`: FastAPI runs a plain `def`
 # dependency in the thread pool, and each such hop costs more than the work it wraps.
+# There is deliberately no connection dependency: one would be taken in one thread-pool hop
+# and given back in another, after the response, so under load every pooled connection can be
+# held by requests waiting for a thread while every thread waits for a connection (a stall
+# until the pool's timeout, then 500s). Routes open `reading(engine)` or `writing(engine)`
+# themselves, in the one hop that runs them.
 
 
 async def get_engine(request: Request) -> Engine:
@@ -44,15 +49,9 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-def read_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
-    with reading(engine) as conn:
-        yield conn
-
-
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RulesDep = Annotated[RuleSet, Depends(get_rules)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ReadDep = Annotated[Connection, Depends(read_connection)]
 
 
 def _lookup(engine: Engine, key: str) -> Principal | None:

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from service import outbox, sharing
-from service.api.deps import EngineDep, ReadDep, SettingsDep, Supervisor, requires
+from service.api.deps import EngineDep, SettingsDep, Supervisor, requires
 from service.api.problems import responses
 from service.api.schemas import Strict
+from service.db import reading
 from service.keys import Principal, Role
 
 router = APIRouter(prefix="/v1/deliveries", tags=["sharing"])
@@ -47,8 +48,11 @@ class RunReport(Strict):
     responses=responses(401, 403, 422),
     summary="Each batch's delivery state, attempts, last error and receipt",
 )
-def list_deliveries(who: Supervisor, conn: ReadDep, year: YearQuery = None) -> list[DeliveryPublic]:
-    return [DeliveryPublic(**b) for b in outbox.status(conn, year=year)]
+def list_deliveries(
+    who: Supervisor, engine: EngineDep, year: YearQuery = None
+) -> list[DeliveryPublic]:
+    with reading(engine) as conn:
+        return [DeliveryPublic(**b) for b in outbox.status(conn, year=year)]
 
 
 @router.post(

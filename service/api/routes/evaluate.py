@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from scoring.engine import rate
 from scoring.rules import parse_rules
 from service import snapshots, store
-from service.api.deps import ReadDep, Reader, RulesDep, SettingsDep
+from service.api.deps import EngineDep, Reader, RulesDep, SettingsDep
 from service.api.problems import responses
 from service.api.schemas import EvaluateRequest, EvaluateResponse, GradeChange
+from service.db import reading
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
@@ -22,16 +23,17 @@ router = APIRouter(prefix="/v1", tags=["ratings"])
     summary="Rate a year with supplied findings or a candidate rule set; compare to published",
 )
 def evaluate(
-    body: EvaluateRequest, who: Reader, conn: ReadDep, rules: RulesDep, settings: SettingsDep
+    body: EvaluateRequest, who: Reader, engine: EngineDep, rules: RulesDep, settings: SettingsDep
 ) -> EvaluateResponse:
     candidate = parse_rules(body.rules) if body.rules is not None else rules
     force = candidate.in_force(body.year, body.scale or settings.scale)
-    institutions, findings = store.frames(conn, year=body.year)
+    with reading(engine) as conn:
+        institutions, findings = store.frames(conn, year=body.year)
+        current = snapshots.published(conn, year=body.year, required=False)
+        before = {r["uscc"]: r for r in snapshots.rows_of(conn, current)} if current else {}
     if body.findings is not None:
         findings = _supplied(body, institutions)
     rating = rate(institutions, findings, force)
-    current = snapshots.published(conn, year=body.year, required=False)
-    before = {r["uscc"]: r for r in snapshots.rows_of(conn, current)} if current else {}
     changes = []
     for row in rating.to_dict("records"):
         old = before.get(row["uscc"])

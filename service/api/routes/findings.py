@@ -8,11 +8,11 @@ import pandas as pd
 from fastapi import APIRouter, Path, Query
 
 from service import store
-from service.api.deps import EngineDep, ReadDep, Reader, RulesDep, Supervisor
+from service.api.deps import EngineDep, Reader, RulesDep, Supervisor
 from service.api.problems import responses
 from service.api.routes.institutions import Limit, Offset
 from service.api.schemas import NO_NUL, FindingCreate, FindingPublic, Revocation
-from service.db import writing
+from service.db import reading, writing
 from service.snapshots import now
 
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
@@ -56,16 +56,17 @@ def create_finding(
 )
 def list_findings(
     who: Reader,
-    conn: ReadDep,
+    engine: EngineDep,
     uscc: Annotated[str | None, Query(max_length=18, pattern=NO_NUL)] = None,
     year: Annotated[int | None, Query(ge=2022, le=2100)] = None,
     status: Literal["active", "revoked"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[FindingPublic]:
-    rows = store.list_findings(
-        conn, uscc=uscc, year=year, status=status, limit=limit, offset=offset
-    )
+    with reading(engine) as conn:
+        rows = store.list_findings(
+            conn, uscc=uscc, year=year, status=status, limit=limit, offset=offset
+        )
     return [FindingPublic(**r) for r in rows]
 
 
@@ -75,8 +76,9 @@ def list_findings(
     responses=responses(401, 403, 404, 422),
     summary="Read one finding",
 )
-def read_finding(finding_id: FindingId, who: Reader, conn: ReadDep) -> FindingPublic:
-    return FindingPublic(**store.get_finding(conn, finding_id))
+def read_finding(finding_id: FindingId, who: Reader, engine: EngineDep) -> FindingPublic:
+    with reading(engine) as conn:
+        return FindingPublic(**store.get_finding(conn, finding_id))
 
 
 @router.post(

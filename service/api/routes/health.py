@@ -14,7 +14,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", summary="The process is up")
-def health(who: Anyone) -> dict[str, str]:
+async def health(who: Anyone) -> dict[str, str]:
     return {"status": "ok"}
 
 

@@ -8,10 +8,10 @@ import pandas as pd
 from fastapi import APIRouter, Query
 
 from service import store
-from service.api.deps import EngineDep, ReadDep, Reader, Supervisor
+from service.api.deps import EngineDep, Reader, Supervisor
 from service.api.problems import responses
 from service.api.schemas import USCC, InstitutionCreate, InstitutionPublic
-from service.db import writing
+from service.db import reading, writing
 from service.snapshots import now
 
 router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
@@ -45,9 +45,10 @@ def create_institution(
     summary="List institutions by credit code",
 )
 def list_institutions(
-    who: Reader, conn: ReadDep, limit: Limit = 100, offset: Offset = 0
+    who: Reader, engine: EngineDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[InstitutionPublic]:
-    rows = store.list_institutions(conn, limit=limit, offset=offset)
+    with reading(engine) as conn:
+        rows = store.list_institutions(conn, limit=limit, offset=offset)
     return [InstitutionPublic(**r) for r in rows]
 
 
@@ -57,5 +58,6 @@ def list_institutions(
     responses=responses(401, 403, 404, 422),
     summary="Read one institution",
 )
-def read_institution(uscc: USCC, who: Reader, conn: ReadDep) -> InstitutionPublic:
-    return InstitutionPublic(**store.get_institution(conn, uscc))
+def read_institution(uscc: USCC, who: Reader, engine: EngineDep) -> InstitutionPublic:
+    with reading(engine) as conn:
+        return InstitutionPublic(**store.get_institution(conn, uscc))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Query
 
 from scoring.explain import Explanation
 from service import snapshots
-from service.api.deps import Anyone, EngineDep, ReadDep, Reader, RulesDep, SettingsDep, Supervisor
+from service.api.deps import Anyone, EngineDep, Reader, RulesDep, SettingsDep, Supervisor
 from service.api.problems import responses
 from service.api.responsecache import cached
 from service.api.schemas import (
@@ -25,7 +25,7 @@ from service.api.schemas import (
     SnapshotPublic,
     Year,
 )
-from service.db import writing
+from service.db import reading, writing
 from service.keys import Principal, Role
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
@@ -146,10 +146,11 @@ def publish(
 )
 @cached
 def read_rating(
-    year: YearPath, who: Anyone, conn: ReadDep, revision: Revision = None
+    year: YearPath, who: Anyone, engine: EngineDep, revision: Revision = None
 ) -> RatingFull | RatingPublic:
-    snap = _visible(conn, year, revision, who)
-    rows = snapshots.rows_of(conn, snap)
+    with reading(engine) as conn:
+        snap = _visible(conn, year, revision, who)
+        rows = snapshots.rows_of(conn, snap)
     if who is not None and who.role in FULL_VIEW:
         return RatingFull(
             snapshot=snapshot_public(snap), institutions=[grade_full(r) for r in rows]
@@ -165,8 +166,9 @@ def read_rating(
     responses=responses(401, 403, 422),
     summary="Every revision of the year, drafts included",
 )
-def list_revisions(year: YearPath, who: Reader, conn: ReadDep) -> list[SnapshotPublic]:
-    return [snapshot_public(s) for s in snapshots.revisions(conn, year=year)]
+def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[SnapshotPublic]:
+    with reading(engine) as conn:
+        return [snapshot_public(s) for s in snapshots.revisions(conn, year=year)]
 
 
 @router.get(
@@ -177,10 +179,11 @@ def list_revisions(year: YearPath, who: Reader, conn: ReadDep) -> list[SnapshotP
 )
 @cached
 def read_institution_rating(
-    year: YearPath, uscc: USCC, who: Anyone, conn: ReadDep, revision: Revision = None
+    year: YearPath, uscc: USCC, who: Anyone, engine: EngineDep, revision: Revision = None
 ) -> InstitutionRating:
-    snap = _visible(conn, year, revision, who)
-    row = snapshots.row_of(conn, snap, uscc)
+    with reading(engine) as conn:
+        snap = _visible(conn, year, revision, who)
+        row = snapshots.row_of(conn, snap, uscc)
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
         return InstitutionRating(
@@ -198,8 +201,9 @@ def read_institution_rating(
     tags=["institutions"],
 )
 @cached
-def history(uscc: USCC, who: Anyone, conn: ReadDep) -> list[HistoryEntry]:
-    return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
+def history(uscc: USCC, who: Anyone, engine: EngineDep) -> list[HistoryEntry]:
+    with reading(engine) as conn:
+        return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
 
 
 __all__ = ["Year", "router"]
