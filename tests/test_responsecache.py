@@ -20,16 +20,21 @@ import pytest
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import keys, readcache
-from service.api.responsecache import ResponseCache, cached
+from service.api import responsecache
+from service.api.app import create_app
+from service.api.responsecache import ResponseCache, cached, cached_query
 from service.db import make_engine, writing
 from service.keys import Role
 from service.migrate import upgrade
 from service.readcache import ReadCache
+from service.settings import Settings
 from service.tables import api_keys
 from tests.conftest import Live
 from tests.servers import ROOT
+from tests.test_access import api_routes
 
 # --- the middleware alone ----------------------------------------------------------------------
 
@@ -40,15 +45,20 @@ class Counting:
     def __init__(self, database: Path) -> None:
         self.calls = 0
         self.found = True
+        self.commit_while_reading = False
         self.cache = ReadCache(f"sqlite:///{database}")
         app = FastAPI()
 
         @app.get("/kept/{name}")
-        @cached
-        def kept(name: str, x_api_key: str | None = Header(None)) -> dict[str, object]:
+        @cached(query=["q"])
+        def kept(
+            name: str, q: int | None = None, x_api_key: str | None = Header(None)
+        ) -> dict[str, object]:
             self.calls += 1
             if not self.found:
                 raise HTTPException(404, "gone")
+            if self.commit_while_reading:
+                commit_elsewhere(database)
             return {"name": name, "key": x_api_key, "call": self.calls}
 
         @app.get("/not-kept")
@@ -57,7 +67,23 @@ class Counting:
             return {"call": self.calls}
 
         app.add_middleware(ResponseCache, cache=self.cache)
+        app.add_middleware(AddsAHeader)
         self.client = TestClient(app)
+
+
+class AddsAHeader:
+    """An outer middleware that changes the start message it is given, as some do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def add(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-added", b"1"))
+            await send(message)
+
+        await self.app(scope, receive, add)
 
 
 @pytest.fixture
@@ -90,13 +116,16 @@ def test_a_repeated_request_is_answered_from_memory_with_the_same_bytes(
     assert again.content == first.content
     assert again.headers == first.headers
     assert again.json() == {"name": "甲", "key": None, "call": 1}
+    third = counting.client.get("/kept/甲?q=1")  # what is kept is not what was changed outside
+    assert third.headers.get_list("x-added") == ["1"]
+    assert counting.calls == 1
 
 
 def test_path_query_and_key_each_make_another_request(counting: Counting) -> None:
     counting.client.get("/kept/a")
     for variant in ("/kept/b", "/kept/a?q=1", "/kept/a?q=2"):
-        assert counting.client.get(variant).json()["call"] == counting.calls
-    assert counting.calls == 4
+        before = counting.calls
+        assert counting.client.get(variant).json()["call"] == before + 1
     with_key = counting.client.get("/kept/a", headers={"X-API-Key": "k1"})
     other_key = counting.client.get("/kept/a", headers={"X-API-Key": "k2"})
     assert (with_key.json()["key"], other_key.json()["key"]) == ("k1", "k2")
@@ -115,6 +144,23 @@ def test_any_commit_drops_every_answer(counting: Counting, tmp_path: Path) -> No
     assert counting.client.get("/kept/a").json()["call"] == 2
 
 
+def test_a_commit_while_the_route_reads_drops_its_answer(counting: Counting) -> None:
+    counting.commit_while_reading = True
+    assert counting.client.get("/kept/a").json()["call"] == 1
+    counting.commit_while_reading = False
+    assert counting.client.get("/kept/a").json()["call"] == 2
+    assert counting.client.get("/kept/a").json()["call"] == 2
+
+
+def test_junk_in_the_url_is_never_kept(counting: Counting) -> None:
+    """Unknown query parameters (ignored by the route) and long URLs: each reaches the route."""
+    for url in ("/kept/a?junk=1", "/kept/a?q=1&junk=", "/kept/" + "a" * 600):
+        before = counting.calls
+        assert counting.client.get(url).status_code == 200
+        assert counting.client.get(url).status_code == 200
+        assert counting.calls == before + 2, url
+
+
 def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Counting) -> None:
     counting.found = False
     assert counting.client.get("/kept/a").status_code == 404
@@ -128,6 +174,7 @@ def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Countin
 
 
 def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(responsecache, "OVERHEAD", 0)
     monkeypatch.setattr(readcache, "MAX_BYTES", 70)  # two 32-byte answers, not three
     for name in ("a", "b", "a", "b"):
         counting.client.get(f"/kept/{name}")
@@ -219,30 +266,38 @@ def test_each_caller_gets_the_answer_for_its_own_key(
         assert http.get(lookup, headers={"X-API-Key": "cr_not-a-key"}).status_code == 401
 
 
-def test_a_failure_is_not_kept(live: Live, http: httpx.Client, published: str) -> None:
-    year = 2024
-    lookup = f"/v1/ratings/{year}/{published}"
-    assert http.get(lookup).status_code == 404
-    supervisor = live.as_("supervisor")
-    assert http.post(f"/v1/ratings/{year}", headers=supervisor).status_code == 201
-    assert http.get(lookup).status_code == 404  # a draft is not the public's
-    assert http.post(f"/v1/ratings/{year}/publish", headers=supervisor).status_code == 200
-    assert http.get(lookup).status_code == 200
-
-
 def test_answers_from_memory_are_counted_and_timed(http: httpx.Client, published: str) -> None:
     route = 'method="GET",route="/v1/ratings/{year}/{uscc}"'
 
-    def counted() -> float:
+    def counted() -> tuple[float, float]:
+        """(requests answered 200, requests timed) on the route."""
         text = http.get("/metrics").text
-        found = re.search(
-            r"^credit_http_requests_total\{" + re.escape(route) + r',status="200"\} (\S+)$',
-            text,
-            re.MULTILINE,
-        )
-        return float(found.group(1)) if found else 0.0
+        figures = []
+        for metric, labels in (
+            ("credit_http_requests_total", route + ',status="200"'),
+            ("credit_http_request_seconds_count", route),
+        ):
+            found = re.search(f"^{metric}\\{{{re.escape(labels)}\\}} (\\S+)$", text, re.MULTILINE)
+            figures.append(float(found.group(1)) if found else 0.0)
+        return figures[0], figures[1]
 
-    before = counted()
+    answered, timed = counted()
     for _ in range(5):
         assert http.get(f"/v1/ratings/{YEAR}/{published}").status_code == 200
-    assert counted() == before + 5
+    assert counted() == (answered + 5, timed + 5)
+
+
+def test_each_cached_route_names_exactly_its_query_parameters(tmp_path: Path) -> None:
+    """`@cached(query=...)` against the schema, so a new parameter cannot be left out (its
+    requests would never be kept) nor a removed one kept (junk would be)."""
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    schema = app.openapi()["paths"]
+    marked = {r.path: q for r in api_routes(app) if (q := cached_query(r.endpoint)) is not None}
+    assert set(marked) == {
+        "/v1/ratings/{year}",
+        "/v1/ratings/{year}/{uscc}",
+        "/v1/institutions/{uscc}/history",
+    }
+    for path, query in marked.items():
+        declared = {p["name"] for p in schema[path]["get"]["parameters"] if p["in"] == "query"}
+        assert query == declared, path

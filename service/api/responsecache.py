@@ -3,21 +3,28 @@
 A rating lookup is a few microseconds of work wrapped in much more of FastAPI's (routing,
 dependency solving, validation, serialisation). Yet its answer depends only on the request's
 path, its query and the API key it carries, and changes only when the database does. So the
-first successful answer of a route marked `@cached` is kept, whole, under exactly those three,
-and the same request is answered with the same bytes until the next commit anywhere (the
-`ReadCache` generation, SQLite's `PRAGMA data_version`).
+first successful answer of a route marked `@cached(...)` is kept, whole, under a digest of
+exactly those three, and the same request is answered with the same bytes until the next
+commit anywhere (the `ReadCache` generation, SQLite's `PRAGMA data_version`).
 
 Nothing about access is decided here: a request is only ever answered from memory with what
 the route itself answered to the very same path, query and key, and only 200s are kept. A
 bad, revoked (a commit) or under-privileged key, a bad year or code, a missing snapshot all
-reach the route and get its answer. On PostgreSQL `ReadCache` keeps nothing, so neither does
-this.
+reach the route and get its answer. Only requests whose query names nothing but the route's
+own parameters, and whose path and query are short, are kept, so that junk in a URL can
+neither fill the memory nor push out what is kept. On PostgreSQL `ReadCache` keeps nothing,
+so neither does this.
+
+Sits inside every middleware that could change a response (there is none around it but the
+metrics): what is sent from memory is what the route sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,12 +33,26 @@ from service.readcache import ReadCache
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 API_KEY = b"x-api-key"
+MAX_URL = 512
+"""Longer path plus query: never kept (no route of ours needs one for a 200)."""
+OVERHEAD = 512
+"""Bytes counted for an entry besides its body: the digest, the messages, the headers."""
 
 
-def cached(endpoint: Endpoint) -> Endpoint:
-    """Mark a GET route whose answer depends on nothing but path, query, key and the database."""
-    endpoint.cached_response = True  # type: ignore[attr-defined]
-    return endpoint
+def cached(*, query: Iterable[str] = ()) -> Callable[[Endpoint], Endpoint]:
+    """Mark a GET route whose answer depends on nothing but path, `query` (the names of its
+    query parameters), API key and the database."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        endpoint.cached_query = frozenset(query)  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def cached_query(endpoint: Any) -> frozenset[str] | None:
+    """The query parameters of a route marked `@cached`; None for any other."""
+    return getattr(endpoint, "cached_query", None)
 
 
 class ResponseCache:
@@ -44,33 +65,58 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         generation = self.cache.generation()
-        if generation is None:
+        path: str = scope["path"]
+        query: bytes = scope["query_string"]
+        if generation is None or len(path) + len(query) > MAX_URL:
             await self.app(scope, receive, send)
             return
-        keys = tuple(value for name, value in scope["headers"] if name == API_KEY)
-        entry = ("response", scope["path"], scope["query_string"], keys)
+        entry = _digest(path, query, [v for name, v in scope["headers"] if name == API_KEY])
         hit: tuple[Any, Message, Message] | None = self.cache.get(entry)
         if hit is not None:
             route, start, body = hit
             scope["route"] = route  # as routing would have set it (for the metrics)
-            await send(start)
-            await send(body)
+            await send(_copy(start))
+            await send(_copy(body))
             return
 
         sent: list[Message] = []
 
         async def keep(message: Message) -> None:
-            sent.append(message)
+            # the start of an answer worth keeping, then everything after it
+            if sent or (message["type"] == "http.response.start" and _keepable(scope, message)):
+                sent.append(_copy(message))  # as sent, before anything outside can change it
             await send(message)
 
         await self.app(scope, receive, keep)
-        endpoint = scope.get("endpoint")
         if (
-            getattr(endpoint, "cached_response", False)
-            and len(sent) == 2
-            and sent[0]["type"] == "http.response.start"
-            and sent[0]["status"] == 200
+            len(sent) == 2
+            and sent[1]["type"] == "http.response.body"
             and not sent[1].get("more_body", False)
         ):
-            answer = (scope.get("route"), sent[0], sent[1])
-            self.cache.put(generation, entry, answer, size=len(sent[1].get("body", b"")))
+            start, body = sent
+            size = OVERHEAD + len(body.get("body", b""))
+            self.cache.put(generation, entry, (scope.get("route"), start, body), size=size)
+
+
+def _keepable(scope: Scope, start: Message) -> bool:
+    """A 200 of a route marked `@cached`, asked with none but the route's query parameters."""
+    allowed = cached_query(scope.get("endpoint"))
+    if start["status"] != 200 or allowed is None:
+        return False
+    names = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    return all(name in allowed for name, _ in names)
+
+
+def _copy(message: Message) -> Message:
+    """A message that can be changed without changing `message` (its headers list included)."""
+    if "headers" in message:
+        return {**message, "headers": list(message["headers"])}
+    return dict(message)
+
+
+def _digest(path: str, query: bytes, keys: list[bytes]) -> bytes:
+    """What identifies a request here; a digest, so no API key is held in memory."""
+    digest = hashlib.blake2b(digest_size=32)
+    for part in (path.encode("utf-8", "surrogateescape"), query, *keys):
+        digest.update(len(part).to_bytes(8, "big") + part)  # length first: no two alike
+    return digest.digest()

@@ -144,7 +144,7 @@ def publish(
     responses=responses(401, 404, 422),
     summary="The year's published result (or ?revision=N)",
 )
-@cached
+@cached(query=["revision"])
 def read_rating(
     year: YearPath, who: Anyone, engine: EngineDep, revision: Revision = None
 ) -> RatingFull | RatingPublic:
@@ -177,7 +177,7 @@ def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[Snaps
     responses=responses(401, 404, 422),
     summary="One institution's rating, with its explanation for supervisors and analysts",
 )
-@cached
+@cached(query=["revision"])
 def read_institution_rating(
     year: YearPath, uscc: USCC, who: Anyone, engine: EngineDep, revision: Revision = None
 ) -> InstitutionRating:
@@ -200,7 +200,7 @@ def read_institution_rating(
     summary="The institution's published grade in each year",
     tags=["institutions"],
 )
-@cached
+@cached()
 def history(uscc: USCC, who: Anyone, engine: EngineDep) -> list[HistoryEntry]:
     with reading(engine) as conn:
         return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
