@@ -60,6 +60,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benchmarks.run import machine as engine_machine
+from benchmarks.run import mark
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 YEAR = 2023
@@ -674,8 +677,6 @@ def time_posts(service: Server, key: str, count: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    from benchmarks.run import machine as engine_machine
-
     facts = engine_machine()
     for name in ("pandas", "numpy", "pyarrow"):
         facts.pop(name, None)
@@ -736,12 +737,6 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _mark(ok: bool | None, text: str) -> str:
-    if ok is None:
-        return text
-    return f"[green]{text}[/green]" if ok else f"[red]{text}[/red]"
-
-
 def report(results: dict[str, Any], console: Console) -> None:
     m, u = results["machine"], results["uvicorn"]
     v = u["versions"]
@@ -773,14 +768,14 @@ def report(results: dict[str, Any], console: Console) -> None:
         table.add_row(
             run["label"],
             f"{run['rps']:,.0f}",
-            _mark(meets.get("throughput_ratio"), f"{ratio:.2f}") if ratio else "",
+            mark(meets.get("throughput_ratio"), f"{ratio:.2f}") if ratio else "",
             f"{ratio_def:.2f}" if ratio_def else "",
             f"{run['p50_ms']:.1f}",
-            _mark(meets.get("p99_ms"), f"{run['p99_ms']:.1f}"),
+            mark(meets.get("p99_ms"), f"{run['p99_ms']:.1f}"),
             f"{run['max_ms']:.1f}",
             f"{run['server_cpu_ms_per_request']:.2f}",
             f"{run['other_cpus']:.2f}",
-            _mark(meets.get("no_errors"), str(run["errors"] + run["timeouts"])),
+            mark(meets.get("no_errors"), str(run["errors"] + run["timeouts"])),
         )
     console.print(table)
     if results["rounds"] > 1:
@@ -794,7 +789,7 @@ def report(results: dict[str, Any], console: Console) -> None:
             f"POST /v1/ratings/{results['year']}{where} (rate {results['institutions']} "
             f"institutions, store the draft), {post['requests']} sequential on one connection: "
             "median "
-            + _mark(ok, f"{post['median_ms']:.1f} ms")
+            + mark(ok, f"{post['median_ms']:.1f} ms")
             + f", p95 {post['p95_ms']:.1f} ms (min {post['min_ms']:.1f}, "
             f"max {post['max_ms']:.1f}); server CPU {post['server_cpu_ms_per_request']:.1f} ms "
             "per request"
@@ -807,7 +802,7 @@ def report(results: dict[str, Any], console: Console) -> None:
         f"targets: rating lookup ≥ {TARGETS['throughput_ratio']}× the bare async endpoint's "
         f"req/s with p99 < {TARGETS['p99_ms']:g} ms; POST median < "
         f"{TARGETS['post_median_ms']:g} ms — "
-        + _mark(summary["all_met"], "all met" if summary["all_met"] else "NOT all met")
+        + mark(summary["all_met"], "all met" if summary["all_met"] else "NOT all met")
     )
 
 

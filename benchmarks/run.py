@@ -204,7 +204,8 @@ def _summarise(results: dict[str, Any]) -> None:
         }
 
 
-def _mark(ok: bool | None, text: str) -> str:
+def mark(ok: bool | None, text: str) -> str:
+    """`text` green when a target is met, red when not, plain when no target applies."""
     if ok is None:
         return text
     return f"[green]{text}[/green]" if ok else f"[red]{text}[/red]"
@@ -233,11 +234,11 @@ def report(results: dict[str, Any], console: Console) -> None:
             reader,
             f"{run['read_s']:.2f}",
             f"{run['compute_s']:.2f}",
-            _mark(meets.get("wall_s"), f"{run['wall_s']:.2f}"),
+            mark(meets.get("wall_s"), f"{run['wall_s']:.2f}"),
             f"{run['cpu_s']:.2f}",
-            _mark(meets.get("peak_gib"), f"{run['peak_gib']:.2f}"),
+            mark(meets.get("peak_gib"), f"{run['peak_gib']:.2f}"),
             f"{ref['full_s_estimated']:.1f}" if "full_s_estimated" in ref else "—",
-            _mark(meets.get("speedup"), f"{run['speedup']:.1f}×" if "speedup" in run else "—"),
+            mark(meets.get("speedup"), f"{run['speedup']:.1f}×" if "speedup" in run else "—"),
             f"{run['load_before']:.1f}",
         )
     console.print(table)
@@ -258,7 +259,7 @@ def report(results: dict[str, Any], console: Console) -> None:
     if "error" in ref:
         console.print(f"[red]reference failed: {ref['error']}[/red]")
     else:
-        agree = _mark(ref["mismatches"] == 0, f"{ref['mismatches']} institutions")
+        agree = mark(ref["mismatches"] == 0, f"{ref['mismatches']} institutions")
         console.print(
             f"\nReference (plain Python, one institution at a time) on the first "
             f"{ref['institutions']:,} institutions and their {ref['findings']:,} findings: "
