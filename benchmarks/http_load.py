@@ -1,7 +1,8 @@
 """The HTTP benchmark: the real service under load on loopback, beside a bare FastAPI app.
 
     python -m benchmarks.http_load [--duration 10] [--connections 32] [--rounds 3]
-                                   [--posts 50] [--quick] [--compare-tree DIR]
+                                   [--posts 50] [--quick] [--no-postgresql]
+                                   [--compare-tree DIR]
 
 Why: a supervisor's tools and the city platform look ratings up one institution at a time, and
 a year is computed on request. The service must stay close to what FastAPI and uvicorn can do
@@ -12,7 +13,8 @@ compute and store the district's draft in under 200 ms.
 What it does:
 1. Builds a temporary SQLite database: migrated, the sample district imported
    (`data/institutions.csv`, `data/findings.csv`), a supervisor key created, 2023 computed and
-   published, with the service's own functions.
+   published, with the service's own functions; the same in a new database on the tests'
+   embedded PostgreSQL server (unless `--no-postgresql`, or none can be started).
 2. Starts the real service with `python -m service.cli serve` (what `credit-rating serve`
    runs: `uvicorn.run("service.api.app:create_app", factory=True, ...)`) and the bare app
    (`benchmarks.bare_app`, the same `uvicorn.run` arguments) as processes on free loopback
@@ -22,12 +24,14 @@ What it does:
    the 16 credit codes and reports latency percentiles) or, when wrk is not installed, a small
    asyncio load generator on raw HTTP/1.1 connections: the bare endpoint (`async def`, and a
    plain `def` for reference), `GET /v1/ratings/2023/{uscc}` anonymously (the public grade)
-   and with the supervisor key (the key's hash looked up, and the explanation). Rounds are
+   and with the supervisor key (the key's hash looked up, and the explanation), on each
+   database; and, on SQLite, anonymously with a query parameter of its own on every request
+   (`?fresh=N`), so that no answer comes from memory. Rounds are
    interleaved and the median one reported; before each load it waits (bounded) for other work
    on the machine to stop, and it records the CPU the server, the client and anything else
    used, so a noisy neighbour is visible in the figures rather than hidden in them.
 4. Times `POST /v1/ratings/2023` (rate the 16 institutions and store the draft) sequentially
-   on one keep-alive connection.
+   on one keep-alive connection, on each database.
 5. With `--compare-tree DIR`, also serves and loads the service of another checkout (a proposed
    patch) in the same run, on a copy of the same database.
 Prints a table and writes `benchmarks/out/http.json` (figures, every round, targets, machine).
@@ -48,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +71,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 YEAR = 2023
 TARGETS = {"throughput_ratio": 0.5, "p99_ms": 50.0, "post_median_ms": 200.0}
+WHERE = {"service": "", "postgresql": ", PostgreSQL"}
+"""How each served tree is labelled (the service of another checkout: ` (tree)`)."""
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -115,19 +121,28 @@ def main(argv: list[str] | None = None) -> int:
         console.print(
             "[dim]preparing the database (migrate, import, key, compute, publish) …[/dim]"
         )
-        database, key, usccs = prepare(folder)
+        database = folder / "bench.db"
+        key, usccs = prepare(f"sqlite:///{database}")
         results["institutions"] = len(usccs)
-        services: dict[str, Server] = {}
-        for name, tree in trees.items():
+        urls: dict[str, str] = {}
+        for name in trees:
             copy = folder / f"{name}.db"  # each service writes (POSTs) to a database of its own
             shutil.copyfile(database, copy)
+            urls[name] = f"sqlite:///{copy}"
+        keys = dict.fromkeys(trees, key)
+        if args.postgresql and (url := postgresql_database(console)):
+            trees["postgresql"], urls["postgresql"] = ROOT, url
+            keys["postgresql"], _ = prepare(url)
+        results["databases"] = {name: url.partition(":")[0] for name, url in urls.items()}
+        services: dict[str, Server] = {}
+        for name, tree in trees.items():
             services[name] = stack.enter_context(
                 serve(
                     name,
                     [sys.executable, "-m", "service.cli", "serve", "--workers", str(args.workers)],
                     folder,
                     tree=tree,
-                    env={"CREDIT_DATABASE_URL": f"sqlite:///{copy}", "CREDIT_HOST": "127.0.0.1"},
+                    env={"CREDIT_DATABASE_URL": urls[name], "CREDIT_HOST": "127.0.0.1"},
                     port_env="CREDIT_PORT",
                     ready="/ready",
                 )
@@ -143,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         rating_paths = [f"/v1/ratings/{YEAR}/{u}" for u in usccs]
-        check(bare, services.values(), rating_paths, key)
+        check(bare, services, rating_paths, keys)
         scenarios: list[tuple[str, Server, list[str], str | None, bool]] = [
             ("bare/async", bare, ["/bare"], None, False),
             ("bare/def", bare, ["/bare-sync"], None, False),
         ]
         for name, server in services.items():
             scenarios.append((f"{name}/anonymous", server, rating_paths, None, False))
-            scenarios.append((f"{name}/supervisor", server, rating_paths, key, False))
+            scenarios.append((f"{name}/supervisor", server, rating_paths, keys[name], False))
         # Every request unlike any before (an ignored query parameter): what a lookup costs
         # when it is not answered from memory, as the first after a commit, or on PostgreSQL.
         scenarios.append(("service/uncached", services["service"], rating_paths, None, True))
@@ -174,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"[dim]timing {args.posts} sequential POST /v1/ratings/{YEAR} ({name}) …[/dim]"
             )
             busy = settle(args.settle, console)
-            results["post"][name] = time_posts(server, key, args.posts) | {"busy_before": busy}
+            results["post"][name] = time_posts(server, keys[name], args.posts) | {
+                "busy_before": busy
+            }
     results["summary"] = summarise(results)
     report(results, console)
     (OUT / "http.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
@@ -189,7 +206,7 @@ def describe(scenario: str) -> str:
     if kind == "uncached":
         return "rating, anonymous, never from memory"
     who = "anonymous" if kind == "anonymous" else "supervisor key"
-    return f"rating, {who}" + ("" if server == "service" else " (tree)")
+    return f"rating, {who}" + WHERE.get(server, " (tree)")
 
 
 def _raise_exit(signum: int, _frame: FrameType | None) -> None:
@@ -220,6 +237,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="before each load, wait up to this many seconds for other work to stop",
     )
     parser.add_argument(
+        "--no-postgresql",
+        dest="postgresql",
+        action="store_false",
+        help="skip the service on PostgreSQL (the tests' embedded server)",
+    )
+    parser.add_argument(
         "--compare-tree",
         type=Path,
         help="also serve and load the service of this checkout (e.g. a proposed patch)",
@@ -241,10 +264,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 # --- set-up ------------------------------------------------------------------------------------
 
 
-def prepare(folder: Path) -> tuple[Path, str, list[str]]:
-    """A migrated SQLite database with the sample district and 2023 published.
+def prepare(url: str) -> tuple[str, list[str]]:
+    """The database at `url` migrated, with the sample district and 2023 published.
 
-    Returns the database file, a supervisor key and the institutions' credit codes.
+    Returns a supervisor key and the institutions' credit codes.
     """
     from service import keys, snapshots, store
     from service.db import make_engine, reading, writing
@@ -253,8 +276,7 @@ def prepare(folder: Path) -> tuple[Path, str, list[str]]:
     from service.loading import SAMPLE_DIR, load_rules
     from service.migrate import upgrade
 
-    path = folder / "bench.db"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(url)
     try:
         upgrade(engine)
         rules = load_rules()
@@ -269,8 +291,19 @@ def prepare(folder: Path) -> tuple[Path, str, list[str]]:
         with reading(engine) as conn:
             usccs = sorted(store.known_usccs(conn))
     finally:
-        engine.dispose()  # the last connection closed: the WAL is folded into the file
-    return path, key, usccs
+        engine.dispose()  # the last connection closed: SQLite's WAL is folded into the file
+    return key, usccs
+
+
+def postgresql_database(console: Console) -> str | None:
+    """A new database on the tests' embedded PostgreSQL server; None when there is none."""
+    from tests.servers import PostgresUnavailable, create_database, start_postgres
+
+    try:
+        return create_database(start_postgres())
+    except PostgresUnavailable as exc:
+        console.print(f"[yellow]PostgreSQL not measured: {escape(str(exc))}[/yellow]")
+        return None
 
 
 def free_port() -> int:
@@ -348,17 +381,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def check(bare: Server, services: Iterable[Server], paths: list[str], key: str) -> None:
+def check(
+    bare: Server, services: dict[str, Server], paths: list[str], keys: dict[str, str]
+) -> None:
     """Every loaded path answers 200 with what its caller may see, before any timing."""
     with httpx.Client(timeout=10) as client:
         for path in ("/bare", "/bare-sync"):
             response = client.get(bare.base + path)
             if response.status_code != 200 or response.json().get("status") != "ok":
                 raise RuntimeError(f"bare {path}: {response.status_code} {response.text[:200]}")
-        for service in services:
+        for name, service in services.items():
             for path in paths:
                 public = client.get(service.base + path)
-                full = client.get(service.base + path, headers={"X-API-Key": key})
+                full = client.get(service.base + path, headers={"X-API-Key": keys[name]})
                 if public.status_code != 200 or public.json().get("explanation"):
                     raise RuntimeError(
                         f"anonymous {path}: {public.status_code} {public.text[:300]}"
@@ -746,7 +781,8 @@ def report(results: dict[str, Any], console: Console) -> None:
         f"(workers {u['workers']}, loop {u['loop']} → uvloop {v['uvloop']}, http {u['http']} → "
         f"httptools {v['httptools']}, log {u['log_level']}), FastAPI {v['fastapi']}; client "
         f"{results['tool_version']}, {results['connections']} connections, "
-        f"{results['duration_s']:g} s each after {results['warmup_s']:g} s warm-up; SQLite, "
+        f"{results['duration_s']:g} s each after {results['warmup_s']:g} s warm-up; "
+        f"{' and '.join(sorted(set(results['databases'].values())))}, "
         f"{results['institutions']} institutions"
     )
     summary = results["summary"]
@@ -784,7 +820,7 @@ def report(results: dict[str, Any], console: Console) -> None:
             console.print(f"  [dim]{run['label']}: req/s by round {spread} (median shown)[/dim]")
     for name, post in results["post"].items():
         ok = summary[f"{name}/post"]["post_median_ms"]
-        where = "" if name == "service" else " (tree)"
+        where = WHERE.get(name, " (tree)")
         console.print(
             f"POST /v1/ratings/{results['year']}{where} (rate {results['institutions']} "
             f"institutions, store the draft), {post['requests']} sequential on one connection: "
