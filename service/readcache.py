@@ -1,54 +1,99 @@
-"""Reads served from memory until the next commit anywhere (SQLite only).
+"""Reads served from memory until the next commit anywhere.
 
 A rating lookup, and the key that asks for it, would otherwise each cost a database
-transaction in the thread pool: several times the cost of the request itself. On SQLite,
-`PRAGMA data_version` on a connection of its own says, in microseconds and without waiting for
-a lock, whether any other connection (of this process or another) has committed since it was
-last asked; when one has, everything cached is dropped. So a revoked key, a publication or a
-correction is seen by the very next request, as without the cache. On PostgreSQL there is no
-such check, and nothing is cached.
+transaction in the thread pool: many times the cost of the request itself. So each request
+first asks the database, cheaply and without a thread, whether anything was committed since
+the last request asked (by this process or any other); when something was, everything kept is
+dropped. A revoked key, a publication or a correction is therefore seen by the very next
+request, as without the cache.
+
+- SQLite: `PRAGMA data_version` on a connection of its own: microseconds, no lock; it changes
+  when any other connection commits.
+- PostgreSQL: `pg_current_snapshot()` on an asynchronous connection of its own (one round trip
+  on the event loop, no thread). The snapshot is `xmin:xmax:xip_list`; a transaction that
+  writes is given an id, which raises `xmax` or is in `xip_list` until it ends, so no write can
+  commit between two readings without changing the text. (Transactions of other databases of
+  the same server change it too: that only drops answers sooner.) When the server cannot be
+  asked, nothing is kept or served from memory until it can.
 
 Used from the event loop's thread only, so it needs no lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Hashable
+from contextlib import suppress
 from typing import Any
+
+import psycopg
 
 MAX_ENTRIES = 10_000
 MAX_BYTES = 64 * 2**20
 """Bounds on what is kept: past either, everything is dropped and kept afresh."""
+RECONNECT_AFTER_S = 1.0
+"""After PostgreSQL could not be asked, how long requests go uncached before it is tried again."""
+CONNECT_TIMEOUT_S = 2
 
 
 class ReadCache:
     def __init__(self, database_url: str) -> None:
+        self._sqlite: sqlite3.Connection | None = None
+        self._postgres_url: str | None = None
+        self._postgres: psycopg.AsyncConnection[Any] | None = None
+        self._postgres_failed_at = float("-inf")
+        self._postgres_lock = asyncio.Lock()  # one connection, and versions read in order
         path = database_url.removeprefix("sqlite:///")
-        self._conn: sqlite3.Connection | None = None
         if database_url.startswith("sqlite:///") and path and path != ":memory:":
-            self._conn = sqlite3.connect(
+            self._sqlite = sqlite3.connect(
                 path, timeout=1.0, isolation_level=None, check_same_thread=False
             )
-        self._version: int | None = None
+        elif database_url.startswith(("postgresql://", "postgresql+psycopg://")):
+            self._postgres_url = "postgresql://" + database_url.partition("://")[2]
+        self._version: Hashable | None = None
         self._entries: dict[Hashable, Any] = {}
         self._bytes = 0
 
-    def generation(self) -> int | None:
-        """The data version, after dropping every entry if it changed; None: no caching."""
-        if self._conn is None:
-            return None
-        # fetchall, not fetchone: the statement must finish, or it holds a read transaction
-        version: int = self._conn.execute("PRAGMA data_version").fetchall()[0][0]
-        if version != self._version:
+    async def generation(self) -> Hashable | None:
+        """The data version, after dropping every entry if it changed; None: keep nothing."""
+        version = await self._read_version()
+        if version is None or version != self._version:
             self._drop()
-            self._version = version
+        self._version = version
         return version
+
+    async def _read_version(self) -> Hashable | None:
+        if self._sqlite is not None:
+            # fetchall, not fetchone: the statement must finish, or it holds a read transaction
+            version: int = self._sqlite.execute("PRAGMA data_version").fetchall()[0][0]
+            return version
+        if self._postgres_url is None:
+            return None
+        async with self._postgres_lock:
+            return await self._read_postgres_version(self._postgres_url)
+
+    async def _read_postgres_version(self, url: str) -> str | None:
+        try:
+            if self._postgres is None:
+                if time.monotonic() - self._postgres_failed_at < RECONNECT_AFTER_S:
+                    return None
+                self._postgres = await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                )
+            cursor = await self._postgres.execute("SELECT pg_current_snapshot()::text")
+            row = await cursor.fetchone()
+        except psycopg.Error:
+            self._postgres_failed_at = time.monotonic()
+            await self._close_postgres()
+            return None
+        return None if row is None else str(row[0])
 
     def get(self, key: Hashable) -> Any:
         return self._entries.get(key)
 
-    def put(self, generation: int | None, key: Hashable, value: Any, size: int = 0) -> None:
+    def put(self, generation: Hashable | None, key: Hashable, value: Any, size: int = 0) -> None:
         """Keep `value` (read after `generation` was taken) unless a commit was seen since.
 
         `size`: the bytes `value` holds, when that is more than a few."""
@@ -63,7 +108,14 @@ class ReadCache:
         self._entries.clear()
         self._bytes = 0
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        await self._close_postgres()
+
+    async def _close_postgres(self) -> None:
+        connection, self._postgres = self._postgres, None
+        if connection is not None:
+            with suppress(psycopg.Error):
+                await connection.close()

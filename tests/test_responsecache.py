@@ -8,6 +8,7 @@ a correction, a revoked key, another key and a failure are each seen by the very
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
@@ -33,7 +35,7 @@ from service.readcache import ReadCache
 from service.settings import Settings
 from service.tables import api_keys
 from tests.conftest import Live
-from tests.servers import ROOT
+from tests.servers import ROOT, create_database, free_port
 from tests.test_access import api_routes
 
 # --- the middleware alone ----------------------------------------------------------------------
@@ -94,7 +96,7 @@ def counting(tmp_path: Path) -> Iterator[Counting]:
     engine.dispose()
     app = Counting(database)
     yield app
-    app.cache.close()
+    asyncio.run(app.cache.close())
 
 
 def commit_elsewhere(database: Path) -> None:
@@ -185,6 +187,46 @@ def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) 
     too_big = "/kept/" + "x" * 80  # larger than the whole budget: never kept
     assert counting.client.get(too_big).json()["call"] == 5
     assert counting.client.get(too_big).json()["call"] == 6
+
+
+# --- knowing that nothing was committed, on PostgreSQL -----------------------------------------
+
+
+def test_postgresql_generation_changes_with_every_commit(postgres_admin: str) -> None:
+    """Including the commit of a transaction already under way when the generation was read."""
+    url = create_database(postgres_admin)
+
+    async def check() -> None:
+        cache = ReadCache(url)
+        with psycopg.connect(url, autocommit=True) as writer:
+            writer.execute("CREATE TABLE t (n int)")
+            first = await cache.generation()
+            assert first is not None
+            cache.put(first, "answer", 1)
+            assert await cache.generation() == first and cache.get("answer") == 1
+            with writer.transaction():
+                writer.execute("INSERT INTO t VALUES (1)")
+                during = await cache.generation()
+                cache.put(during, "answer", 2)
+            after = await cache.generation()
+            assert after != during and cache.get("answer") is None
+            cache.put(after, "answer", 3)
+            writer.execute("INSERT INTO t VALUES (2)")
+            assert await cache.generation() != after and cache.get("answer") is None
+        await cache.close()
+
+    asyncio.run(check())
+
+
+def test_an_unreachable_postgresql_means_nothing_is_kept() -> None:
+    async def check() -> None:
+        cache = ReadCache(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+        generation = await cache.generation()
+        cache.put(generation, "answer", 1)
+        assert generation is None and cache.get("answer") is None
+        await cache.close()
+
+    asyncio.run(check())
 
 
 # --- the real service --------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade(engine)
         yield
-        cache.close()
+        await cache.close()
         engine.dispose()
 
     app = FastAPI(

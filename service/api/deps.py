@@ -69,7 +69,7 @@ async def _principal(request: Request, key: str | None) -> Principal | None:
         return None
     engine: Engine = request.app.state.engine
     cache: ReadCache = request.app.state.cache
-    generation = cache.generation()
+    generation = await cache.generation()
     principal: Principal | None = cache.get(("key", key))
     if principal is None:
         principal = await run_in_threadpool(_lookup, engine, key)

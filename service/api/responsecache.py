@@ -12,8 +12,8 @@ the route itself answered to the very same path, query and key, and only 200s ar
 bad, revoked (a commit) or under-privileged key, a bad year or code, a missing snapshot all
 reach the route and get its answer. Only requests whose query names nothing but the route's
 own parameters, and whose path and query are short, are kept, so that junk in a URL can
-neither fill the memory nor push out what is kept. On PostgreSQL `ReadCache` keeps nothing,
-so neither does this.
+neither fill the memory nor push out what is kept. When `ReadCache` cannot tell whether
+anything was committed (PostgreSQL unreachable), nothing is answered from memory.
 
 Sits inside every middleware that could change a response (there is none around it but the
 metrics): what is sent from memory is what the route sent.
@@ -64,7 +64,7 @@ class ResponseCache:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        generation = self.cache.generation()
+        generation = await self.cache.generation()
         path: str = scope["path"]
         query: bytes = scope["query_string"]
         if generation is None or len(path) + len(query) > MAX_URL:
