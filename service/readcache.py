@@ -11,12 +11,16 @@ request, as without the cache.
   when any other connection commits.
 - PostgreSQL: `pg_current_snapshot()` on an asynchronous connection of its own (one round trip
   on the event loop, no thread). The snapshot is `xmin:xmax:xip_list`; a transaction that
-  writes is given an id, which raises `xmax` or is in `xip_list` until it ends, so no write can
-  commit between two readings without changing the text. (Transactions of other databases of
-  the same server change it too: that only drops answers sooner.) When the server cannot be
-  asked, nothing is kept or served from memory until it can.
+  writes is given an id, which is in `xip_list` until it ends or, given later, raises `xmax`
+  when it ends, so no write can commit between two readings without changing the text.
+  (Transactions of other databases of the same server change it too: that only drops answers
+  sooner.) Each new connection starts a new series of versions, as ids may be handed out again
+  after a crash or a failover. A standby (in recovery) does not list running transactions, so
+  there, as when the server cannot be asked within `CHECK_TIMEOUT_S`, nothing is kept or
+  served from memory.
 
-Used from the event loop's thread only, so it needs no lock.
+Used from the event loop's thread only; a lock keeps PostgreSQL's readings in order on the one
+connection.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ MAX_BYTES = 64 * 2**20
 """Bounds on what is kept: past either, everything is dropped and kept afresh."""
 RECONNECT_AFTER_S = 1.0
 """After PostgreSQL could not be asked, how long requests go uncached before it is tried again."""
-CONNECT_TIMEOUT_S = 2
+CHECK_TIMEOUT_S = 1.0
+"""How long a request waits for PostgreSQL's answer (connecting included) before going uncached."""
+CHECK = "SELECT pg_current_snapshot()::text, pg_is_in_recovery()"
 
 
 class ReadCache:
@@ -45,6 +51,7 @@ class ReadCache:
         self._postgres: psycopg.AsyncConnection[Any] | None = None
         self._postgres_failed_at = float("-inf")
         self._postgres_lock = asyncio.Lock()  # one connection, and versions read in order
+        self._connections = 0  # numbers each connection's series of versions
         path = database_url.removeprefix("sqlite:///")
         if database_url.startswith("sqlite:///") and path and path != ":memory:":
             self._sqlite = sqlite3.connect(
@@ -74,21 +81,24 @@ class ReadCache:
         async with self._postgres_lock:
             return await self._read_postgres_version(self._postgres_url)
 
-    async def _read_postgres_version(self, url: str) -> str | None:
+    async def _read_postgres_version(self, url: str) -> tuple[int, str] | None:
+        failed_lately = time.monotonic() - self._postgres_failed_at < RECONNECT_AFTER_S
+        if self._postgres is None and failed_lately:
+            return None
         try:
-            if self._postgres is None:
-                if time.monotonic() - self._postgres_failed_at < RECONNECT_AFTER_S:
-                    return None
-                self._postgres = await psycopg.AsyncConnection.connect(
-                    url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                )
-            cursor = await self._postgres.execute("SELECT pg_current_snapshot()::text")
-            row = await cursor.fetchone()
-        except psycopg.Error:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                if self._postgres is None:
+                    self._postgres = await psycopg.AsyncConnection.connect(url, autocommit=True)
+                    self._connections += 1
+                cursor = await self._postgres.execute(CHECK)
+                snapshot, in_recovery = await cursor.fetchone() or (None, True)
+        except (psycopg.Error, TimeoutError):
             self._postgres_failed_at = time.monotonic()
             await self._close_postgres()
             return None
-        return None if row is None else str(row[0])
+        if in_recovery or snapshot is None:
+            return None
+        return self._connections, str(snapshot)
 
     def get(self, key: Hashable) -> Any:
         return self._entries.get(key)

@@ -13,7 +13,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,7 +32,6 @@ from service.api.app import create_app
 from service.api.responsecache import ResponseCache, cached, cached_query
 from service.db import make_engine, writing
 from service.keys import Role
-from service.migrate import upgrade
 from service.readcache import ReadCache
 from service.settings import Settings
 from service.tables import api_keys
@@ -44,12 +45,21 @@ from tests.test_access import api_routes
 class Counting:
     """A tiny app behind the middleware, counting the requests that reach its routes."""
 
-    def __init__(self, database: Path) -> None:
+    client: TestClient
+
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.calls = 0
         self.found = True
         self.commit_while_reading = False
-        self.cache = ReadCache(f"sqlite:///{database}")
-        app = FastAPI()
+        self.cache = ReadCache(url)
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            yield
+            await self.cache.close()  # in the loop that opened its connection
+
+        app = FastAPI(lifespan=lifespan)
 
         @app.get("/kept/{name}")
         @cached(query=["q"])
@@ -60,7 +70,7 @@ class Counting:
             if not self.found:
                 raise HTTPException(404, "gone")
             if self.commit_while_reading:
-                commit_elsewhere(database)
+                commit_elsewhere(url)
             return {"name": name, "key": x_api_key, "call": self.calls}
 
         @app.get("/not-kept")
@@ -70,7 +80,7 @@ class Counting:
 
         app.add_middleware(ResponseCache, cache=self.cache)
         app.add_middleware(AddsAHeader)
-        self.client = TestClient(app)
+        self.app = app
 
 
 class AddsAHeader:
@@ -89,19 +99,17 @@ class AddsAHeader:
 
 
 @pytest.fixture
-def counting(tmp_path: Path) -> Iterator[Counting]:
-    database = tmp_path / "cache.db"
-    engine = make_engine(f"sqlite:///{database}")
-    upgrade(engine)
-    engine.dispose()
-    app = Counting(database)
-    yield app
-    asyncio.run(app.cache.close())
+def counting(database_url: str) -> Iterator[Counting]:
+    """On both databases: each has its own way of telling that something was committed."""
+    app = Counting(database_url)
+    with TestClient(app.app) as client:  # one event loop for all the requests
+        app.client = client
+        yield app
 
 
-def commit_elsewhere(database: Path) -> None:
+def commit_elsewhere(url: str) -> None:
     """A commit through another connection, as another process or the service's writes make."""
-    engine = make_engine(f"sqlite:///{database}")
+    engine = make_engine(url)
     try:
         with writing(engine) as conn:
             keys.create(conn, role=Role.ANALYST, name="a commit")
@@ -137,11 +145,11 @@ def test_path_query_and_key_each_make_another_request(counting: Counting) -> Non
     assert counting.calls == 6
 
 
-def test_any_commit_drops_every_answer(counting: Counting, tmp_path: Path) -> None:
+def test_any_commit_drops_every_answer(counting: Counting) -> None:
     counting.client.get("/kept/a")
     counting.client.get("/kept/a")
     assert counting.calls == 1
-    commit_elsewhere(tmp_path / "cache.db")
+    commit_elsewhere(counting.url)
     assert counting.client.get("/kept/a").json()["call"] == 2
     assert counting.client.get("/kept/a").json()["call"] == 2
 
@@ -193,37 +201,62 @@ def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_postgresql_generation_changes_with_every_commit(postgres_admin: str) -> None:
-    """Including the commit of a transaction already under way when the generation was read."""
+    """Including commits of transactions already under way when the generation was read, in
+    whatever order they end (an older one ending after a younger one leaves `xmax` as it was)."""
     url = create_database(postgres_admin)
 
     async def check() -> None:
         cache = ReadCache(url)
-        with psycopg.connect(url, autocommit=True) as writer:
-            writer.execute("CREATE TABLE t (n int)")
+        with (
+            psycopg.connect(url, autocommit=True) as older,
+            psycopg.connect(url, autocommit=True) as younger,
+        ):
+            older.execute("CREATE TABLE t (n int)")
             first = await cache.generation()
             assert first is not None
             cache.put(first, "answer", 1)
             assert await cache.generation() == first and cache.get("answer") == 1
-            with writer.transaction():
-                writer.execute("INSERT INTO t VALUES (1)")
-                during = await cache.generation()
-                cache.put(during, "answer", 2)
+
+            with older.transaction():
+                older.execute("INSERT INTO t VALUES (1)")  # given its id first
+                with younger.transaction():
+                    younger.execute("INSERT INTO t VALUES (2)")
+                between = await cache.generation()  # the younger one ended, the older not
+                assert between != first and cache.get("answer") is None
+                cache.put(between, "answer", 2)
+                assert cache.get("answer") == 2
             after = await cache.generation()
-            assert after != during and cache.get("answer") is None
-            cache.put(after, "answer", 3)
-            writer.execute("INSERT INTO t VALUES (2)")
-            assert await cache.generation() != after and cache.get("answer") is None
+            assert after != between and cache.get("answer") is None
         await cache.close()
 
     asyncio.run(check())
 
 
-def test_an_unreachable_postgresql_means_nothing_is_kept() -> None:
+def test_when_postgresql_cannot_be_asked_nothing_comes_from_memory(
+    postgres_admin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = create_database(postgres_admin)
+    monkeypatch.setattr(readcache, "RECONNECT_AFTER_S", 0.0)
+
     async def check() -> None:
-        cache = ReadCache(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
-        generation = await cache.generation()
-        cache.put(generation, "answer", 1)
-        assert generation is None and cache.get("answer") is None
+        nowhere = ReadCache(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+        assert await nowhere.generation() is None
+        nowhere.put(None, "answer", 1)
+        assert nowhere.get("answer") is None
+
+        cache = ReadCache(url)
+        before = await cache.generation()
+        cache.put(before, "answer", 1)
+        with psycopg.connect(postgres_admin, autocommit=True) as admin:  # the check's session ends
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [conninfo_to_dict(url)["dbname"]],
+            )
+        assert await cache.generation() is None
+        assert cache.get("answer") is None
+        again = await cache.generation()  # a new connection: a new series of versions
+        assert again is not None and again != before
         await cache.close()
 
     asyncio.run(check())
