@@ -61,7 +61,7 @@ class Counting:
 
         app = FastAPI(lifespan=lifespan)
 
-        @app.get("/kept/{name}")
+        @app.get("/v1/kept/{name}")
         @cached(query=["q"])
         def kept(
             name: str, q: int | None = None, x_api_key: str | None = Header(None)
@@ -73,7 +73,7 @@ class Counting:
                 commit_elsewhere(url)
             return {"name": name, "key": x_api_key, "call": self.calls}
 
-        @app.get("/not-kept")
+        @app.get("/v1/not-kept")
         def not_kept() -> dict[str, int]:
             self.calls += 1
             return {"call": self.calls}
@@ -120,51 +120,51 @@ def commit_elsewhere(url: str) -> None:
 def test_a_repeated_request_is_answered_from_memory_with_the_same_bytes(
     counting: Counting,
 ) -> None:
-    first = counting.client.get("/kept/甲?q=1")
-    again = counting.client.get("/kept/甲?q=1")
+    first = counting.client.get("/v1/kept/甲?q=1")
+    again = counting.client.get("/v1/kept/甲?q=1")
     assert counting.calls == 1
     assert again.content == first.content
     assert again.headers == first.headers
     assert again.json() == {"name": "甲", "key": None, "call": 1}
-    third = counting.client.get("/kept/甲?q=1")  # what is kept is not what was changed outside
+    third = counting.client.get("/v1/kept/甲?q=1")  # what is kept is not what was changed outside
     assert third.headers.get_list("x-added") == ["1"]
     assert counting.calls == 1
 
 
 def test_path_query_and_key_each_make_another_request(counting: Counting) -> None:
-    counting.client.get("/kept/a")
-    for variant in ("/kept/b", "/kept/a?q=1", "/kept/a?q=2"):
+    counting.client.get("/v1/kept/a")
+    for variant in ("/v1/kept/b", "/v1/kept/a?q=1", "/v1/kept/a?q=2"):
         before = counting.calls
         assert counting.client.get(variant).json()["call"] == before + 1
-    with_key = counting.client.get("/kept/a", headers={"X-API-Key": "k1"})
-    other_key = counting.client.get("/kept/a", headers={"X-API-Key": "k2"})
+    with_key = counting.client.get("/v1/kept/a", headers={"X-API-Key": "k1"})
+    other_key = counting.client.get("/v1/kept/a", headers={"X-API-Key": "k2"})
     assert (with_key.json()["key"], other_key.json()["key"]) == ("k1", "k2")
     assert counting.calls == 6
-    assert counting.client.get("/kept/a", headers={"X-API-Key": "k1"}).json()["call"] == 5
-    assert counting.client.get("/kept/a").json()["call"] == 1
+    assert counting.client.get("/v1/kept/a", headers={"X-API-Key": "k1"}).json()["call"] == 5
+    assert counting.client.get("/v1/kept/a").json()["call"] == 1
     assert counting.calls == 6
 
 
 def test_any_commit_drops_every_answer(counting: Counting) -> None:
-    counting.client.get("/kept/a")
-    counting.client.get("/kept/a")
+    counting.client.get("/v1/kept/a")
+    counting.client.get("/v1/kept/a")
     assert counting.calls == 1
     commit_elsewhere(counting.url)
-    assert counting.client.get("/kept/a").json()["call"] == 2
-    assert counting.client.get("/kept/a").json()["call"] == 2
+    assert counting.client.get("/v1/kept/a").json()["call"] == 2
+    assert counting.client.get("/v1/kept/a").json()["call"] == 2
 
 
 def test_a_commit_while_the_route_reads_drops_its_answer(counting: Counting) -> None:
     counting.commit_while_reading = True
-    assert counting.client.get("/kept/a").json()["call"] == 1
+    assert counting.client.get("/v1/kept/a").json()["call"] == 1
     counting.commit_while_reading = False
-    assert counting.client.get("/kept/a").json()["call"] == 2
-    assert counting.client.get("/kept/a").json()["call"] == 2
+    assert counting.client.get("/v1/kept/a").json()["call"] == 2
+    assert counting.client.get("/v1/kept/a").json()["call"] == 2
 
 
 def test_junk_in_the_url_is_never_kept(counting: Counting) -> None:
     """Unknown query parameters (ignored by the route) and long URLs: each reaches the route."""
-    for url in ("/kept/a?junk=1", "/kept/a?q=1&junk=", "/kept/" + "a" * 600):
+    for url in ("/v1/kept/a?junk=1", "/v1/kept/a?q=1&junk=", "/v1/kept/" + "a" * 600):
         before = counting.calls
         assert counting.client.get(url).status_code == 200
         assert counting.client.get(url).status_code == 200
@@ -173,26 +173,26 @@ def test_junk_in_the_url_is_never_kept(counting: Counting) -> None:
 
 def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Counting) -> None:
     counting.found = False
-    assert counting.client.get("/kept/a").status_code == 404
+    assert counting.client.get("/v1/kept/a").status_code == 404
     counting.found = True
-    assert counting.client.get("/kept/a").status_code == 200
+    assert counting.client.get("/v1/kept/a").status_code == 200
     assert counting.calls == 2
-    counting.client.get("/not-kept")
-    counting.client.get("/not-kept")
+    counting.client.get("/v1/not-kept")
+    counting.client.get("/v1/not-kept")
     assert counting.calls == 4
-    assert counting.client.post("/kept/a").status_code == 405
+    assert counting.client.post("/v1/kept/a").status_code == 405
 
 
 def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(responsecache, "OVERHEAD", 0)
     monkeypatch.setattr(readcache, "MAX_BYTES", 70)  # two 32-byte answers, not three
     for name in ("a", "b", "a", "b"):
-        counting.client.get(f"/kept/{name}")
+        counting.client.get(f"/v1/kept/{name}")
     assert counting.calls == 2
-    counting.client.get("/kept/c")  # over the budget: everything dropped, then c kept
-    assert counting.client.get("/kept/a").json()["call"] == 4
-    assert counting.client.get("/kept/c").json()["call"] == 3
-    too_big = "/kept/" + "x" * 80  # larger than the whole budget: never kept
+    counting.client.get("/v1/kept/c")  # over the budget: everything dropped, then c kept
+    assert counting.client.get("/v1/kept/a").json()["call"] == 4
+    assert counting.client.get("/v1/kept/c").json()["call"] == 3
+    too_big = "/v1/kept/" + "x" * 80  # larger than the whole budget: never kept
     assert counting.client.get(too_big).json()["call"] == 5
     assert counting.client.get(too_big).json()["call"] == 6
 

@@ -33,6 +33,8 @@ from service.readcache import ReadCache
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 API_KEY = b"x-api-key"
+API = "/v1/"
+"""Only the API's answers are kept: `/health`, `/metrics` and the docs never wait on the check."""
 MAX_URL = 512
 """Longer path plus query: never kept (no route of ours needs one for a 200)."""
 OVERHEAD = 512
@@ -61,7 +63,7 @@ class ResponseCache:
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(API):
             await self.app(scope, receive, send)
             return
         generation = await self.cache.generation()
