@@ -66,7 +66,7 @@ class ReadCache:
     async def generation(self) -> Hashable | None:
         """The data version, after dropping every entry if it changed; None: keep nothing."""
         version = await self._read_version()
-        if version is None or version != self._version:
+        if version != self._version:  # to None too; while None, nothing is ever kept
             self._drop()
         self._version = version
         return version

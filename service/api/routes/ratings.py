@@ -37,21 +37,8 @@ EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
 
 
 def snapshot_public(s: snapshots.Snapshot) -> SnapshotPublic:
-    return SnapshotPublic(
-        year=s.year,
-        revision=s.revision,
-        status=s.status,
-        scale=s.scale,
-        ruleset_version=s.ruleset_version,
-        rules_hash=s.rules_hash,
-        input_digest=s.input_digest,
-        content_hash=s.content_hash,
-        created_at=s.created_at,
-        supersedes=s.supersedes,
-        reason=s.reason,
-        published_at=s.published_at,
-        chain_hash=s.chain_hash,
-    )
+    """The snapshot's public fields (its id and authors stay inside)."""
+    return SnapshotPublic.model_validate(s, from_attributes=True)
 
 
 def grade_full(row: dict[str, Any]) -> GradeFull:
