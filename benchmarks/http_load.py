@@ -46,7 +46,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from rich.table import Table
 
 from benchmarks.run import machine as engine_machine
 from benchmarks.run import mark
+from tests.servers import PostgresUnavailable, create_database, free_port, start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
@@ -83,6 +83,18 @@ class Server:
     base: str
     process: subprocess.Popen[bytes]
     log: Path
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: `paths` of `server`, rotated, with `key` if any; `fresh`: each request
+    carries a query parameter of its own (`?fresh=N`), so none is a repeat."""
+
+    name: str
+    server: Server
+    paths: list[str]
+    key: str | None = None
+    fresh: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,26 +171,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         rating_paths = [f"/v1/ratings/{YEAR}/{u}" for u in usccs]
         check(bare, services, rating_paths, keys)
-        scenarios: list[tuple[str, Server, list[str], str | None, bool]] = [
-            ("bare/async", bare, ["/bare"], None, False),
-            ("bare/def", bare, ["/bare-sync"], None, False),
+        scenarios = [
+            Scenario("bare/async", bare, ["/bare"]),
+            Scenario("bare/def", bare, ["/bare-sync"]),
         ]
         for name, server in services.items():
-            scenarios.append((f"{name}/anonymous", server, rating_paths, None, False))
-            scenarios.append((f"{name}/supervisor", server, rating_paths, keys[name], False))
+            scenarios.append(Scenario(f"{name}/anonymous", server, rating_paths))
+            scenarios.append(Scenario(f"{name}/supervisor", server, rating_paths, keys[name]))
         # Every request unlike any before (an ignored query parameter): what a lookup costs
         # when it is not answered from memory, as the first after a commit, or on PostgreSQL.
-        scenarios.append(("service/uncached", services["service"], rating_paths, None, True))
-        rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario, *_ in scenarios}
+        scenarios.append(
+            Scenario("service/uncached", services["service"], rating_paths, fresh=True)
+        )
+        rounds: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in scenarios}
         for number in range(1, args.rounds + 1):  # rounds interleave, so noise hits them all
-            for scenario, server, paths, api_key, fresh in scenarios:
+            for scenario in scenarios:
                 console.print(
-                    f"[dim]round {number}/{args.rounds}: {describe(scenario)} "
+                    f"[dim]round {number}/{args.rounds}: {describe(scenario.name)} "
                     f"({args.warmup:g} s warm-up, {args.duration:g} s) …[/dim]"
                 )
                 busy = settle(args.settle, console)
-                run = load(server, paths, api_key, fresh, args, tool, folder)
-                rounds[scenario].append(run | {"busy_before": busy})
+                run = load(scenario, args, tool, folder)
+                rounds[scenario.name].append(run | {"busy_before": busy})
         results["loads"] = {
             scenario: {"label": describe(scenario)} | median_round(runs)
             for scenario, runs in rounds.items()
@@ -297,19 +311,11 @@ def prepare(url: str) -> tuple[str, list[str]]:
 
 def postgresql_database(console: Console) -> str | None:
     """A new database on the tests' embedded PostgreSQL server; None when there is none."""
-    from tests.servers import PostgresUnavailable, create_database, start_postgres
-
     try:
         return create_database(start_postgres())
     except PostgresUnavailable as exc:
         console.print(f"[yellow]PostgreSQL not measured: {escape(str(exc))}[/yellow]")
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -448,24 +454,15 @@ def median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen | {"rounds": runs}
 
 
-def load(
-    server: Server,
-    paths: list[str],
-    key: str | None,
-    fresh: bool,
-    args: argparse.Namespace,
-    tool: str,
-    folder: Path,
-) -> dict[str, Any]:
-    """Warm up, then load `paths` (rotated) for `args.duration` seconds; figures and CPU use.
-
-    `fresh`: each request carries a query parameter of its own, so none is a repeat."""
+def load(scenario: Scenario, args: argparse.Namespace, tool: str, folder: Path) -> dict[str, Any]:
+    """Warm up, then load the scenario for `args.duration` seconds; figures and CPU use."""
+    server = scenario.server
     if args.warmup:
-        _run_load(server, paths, key, fresh, args, tool, folder, args.warmup)
+        _run_load(scenario, args, tool, folder, args.warmup)
     load_before = os.getloadavg()[0]
     server_before, client_before = tree_cpu_seconds(server.process.pid), own_cpu_seconds()
     machine_before = machine_cpu_seconds()
-    result = _run_load(server, paths, key, fresh, args, tool, folder, args.duration)
+    result = _run_load(scenario, args, tool, folder, args.duration)
     machine = machine_cpu_seconds() - machine_before
     server_cpu = tree_cpu_seconds(server.process.pid) - server_before
     client_cpu = own_cpu_seconds() - client_before
@@ -479,20 +476,12 @@ def load(
 
 
 def _run_load(
-    server: Server,
-    paths: list[str],
-    key: str | None,
-    fresh: bool,
-    args: argparse.Namespace,
-    tool: str,
-    folder: Path,
-    seconds: float,
+    scenario: Scenario, args: argparse.Namespace, tool: str, folder: Path, seconds: float
 ) -> dict[str, Any]:
+    base, paths, key, fresh = scenario.server.base, scenario.paths, scenario.key, scenario.fresh
     if tool == "wrk":
-        return run_wrk(
-            server.base, paths, key, fresh, args.connections, args.threads, seconds, folder
-        )
-    coroutine = run_asyncio(server.base, paths, key, fresh, args.connections, seconds)
+        return run_wrk(base, paths, key, fresh, args.connections, args.threads, seconds, folder)
+    coroutine = run_asyncio(base, paths, key, fresh, args.connections, seconds)
     try:  # uvloop (installed with uvicorn[standard]) makes the client cheaper
         import uvloop
 
