@@ -283,12 +283,14 @@ def prepare(url: str) -> tuple[str, list[str]]:
 
     Returns a supervisor key and the institutions' credit codes.
     """
-    from service import keys, snapshots, store
-    from service.db import make_engine, reading, writing
-    from service.importing import import_files
-    from service.keys import Role
-    from service.loading import SAMPLE_DIR, load_rules
-    from service.migrate import upgrade
+    from scoring.shipped import SAMPLE_DIR, load_rules
+    from service.api import keys
+    from service.api.keys import Role
+    from service.core.database import make_engine, reading, writing
+    from service.core.migrate import upgrade
+    from service.ratings import snapshots
+    from service.records import storage
+    from service.records.importing import import_files
 
     engine = make_engine(url)
     try:
@@ -303,7 +305,7 @@ def prepare(url: str) -> tuple[str, list[str]]:
         with writing(engine) as conn:
             snapshots.publish(conn, year=YEAR, revision=None, reason=None, by="benchmark")
         with reading(engine) as conn:
-            usccs = sorted(store.known_usccs(conn))
+            usccs = sorted(storage.known_usccs(conn))
     finally:
         engine.dispose()  # the last connection closed: SQLite's WAL is folded into the file
     return key, usccs

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402  (the imports' time is reported)
 import pandas as pd  # noqa: E402
 
 from scoring import engine  # noqa: E402
-from service.loading import load_rules  # noqa: E402
+from scoring.shipped import load_rules  # noqa: E402
 
 _IMPORTED = time.perf_counter()
 
@@ -120,7 +120,7 @@ def task_rate(spec: dict[str, Any]) -> dict[str, Any]:
 
 def task_validate(spec: dict[str, Any]) -> dict[str, Any]:
     from scoring import inputs
-    from service.files import read_raw
+    from scoring.input_files import read_raw
 
     directory = Path(spec["data"])
     rules = load_rules()
@@ -141,7 +141,7 @@ def task_validate(spec: dict[str, Any]) -> dict[str, Any]:
 
 def task_reference(spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.reference import differences, rate_reference
-    from scoring.codes import listed
+    from scoring.uscc_columns import listed
 
     force = load_rules().in_force(spec["year"])
     institutions, findings = _read_engine_columns(Path(spec["data"]))

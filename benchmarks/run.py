@@ -134,7 +134,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _generate(data: Path, args: argparse.Namespace, measure: Any) -> dict[str, Any]:
     """Write the district's Parquet files (in a subprocess) unless an identical run did."""
-    from service.loading import load_rules
+    from scoring.shipped import load_rules
 
     meta = {
         "institutions": args.institutions,
@@ -273,7 +273,7 @@ def report(results: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]validation not measured: {val['error'][-300:]}[/yellow]")
     elif val is not None:
         console.print(
-            f"scoring.inputs.validate (every column, service.files.read_raw): "
+            f"scoring.inputs.validate (every column, scoring.input_files.read_raw): "
             f"{val['validate_s']:.2f} s after a {val['read_s']:.2f} s read, peak "
             f"{val['peak_gib']:.2f} GiB (not in the wall times above)"
         )

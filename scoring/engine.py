@@ -19,9 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scoring.codes import positions
 from scoring.errors import ScoringError
 from scoring.rules import Mode, RuleSet, RulesInForce
+from scoring.uscc_columns import positions
 
 RESULT_COLUMNS = ("uscc", "name", "score", "grade", "vetoed", "vetoes")
 """The leading columns of a rating; one column per indicator code (points kept) follows."""

@@ -5,7 +5,7 @@ problem at once, each located by file, row, column and value with what was expec
 checks here never stop at the first problem: `validate` runs all of them on both tables and
 raises one `CappedInputError` listing everything found.
 
-Raw frames come from `service.files` (or any caller): one row per data row, the index holding
+Raw frames come from `scoring.input_files` (or any caller): one row per data row, the index holding
 the row number a person would look for (spreadsheet row, header = row 1; 1-based position for
 JSON and Parquet). Cells are text with "" for empty, or already typed (Parquet: dates as
 datetime64, counts as integers); typed columns are checked in their type, never turned into
@@ -42,10 +42,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring import uscc as credit_code
-from scoring.codes import listed
-from scoring.codes import valid as valid_code
 from scoring.errors import InputError, Problem
 from scoring.rules import RuleSet
+from scoring.uscc_columns import listed
+from scoring.uscc_columns import valid as valid_code
 
 MAX_PROBLEMS = 1000
 """At most this many problems are listed per table and per report; the rest are counted."""
@@ -143,7 +143,7 @@ class ProblemList(list[Problem]):
 
 
 class CappedInputError(InputError):
-    """The InputError raised by this module and `service.files`.
+    """The InputError raised by this module and `scoring.input_files`.
 
     `problems` lists at most `MAX_PROBLEMS` problems (whole-file ones first, then by row);
     `total` counts every problem found, and the message says how many were left out.

@@ -6,7 +6,7 @@ measure and picks the values in force for a year. Values are dated: an amendment
 dated value, so rating an old year still uses the values that were in force then.
 
 `parse_rules` takes already-parsed documents (file name -> data), so it does no I/O and can be
-fed by tests directly; `service.loading.load_rules` reads the files.
+fed by tests directly; `scoring.shipped.load_rules` reads the files.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The unified social credit code (统一社会信用代码) check character, GB 32100-2015.
 
 A mistyped code must never rate the wrong institution, so every entry point checks the
-18th character. `scoring.codes.valid` does the same check for a whole column at once.
+18th character. `scoring.uscc_columns.valid` does the same check for a whole column at once.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
-from service import keys
-from service.db import make_engine, reading, writing
-from service.importing import import_files
-from service.keys import Role
-from service.loading import SAMPLE_DIR, load_rules
-from service.migrate import upgrade
-from service.tables import findings, institutions
+from scoring.shipped import SAMPLE_DIR, load_rules
+from service.api import keys
+from service.api.keys import Role
+from service.core.database import make_engine, reading, writing
+from service.core.migrate import upgrade
+from service.core.tables import findings, institutions
+from service.records.importing import import_files
 from tests.servers import (
     PostgresUnavailable,
     create_database,

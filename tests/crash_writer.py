@@ -12,12 +12,13 @@ import sys
 
 from sqlalchemy import select
 
+from scoring.shipped import load_rules
 from scoring.synthetic import synthetic_district
-from service import snapshots, store
-from service.db import make_engine, writing
-from service.loading import load_rules
-from service.migrate import upgrade
-from service.tables import institutions
+from service.core.database import make_engine, writing
+from service.core.migrate import upgrade
+from service.core.tables import institutions
+from service.ratings import snapshots
+from service.records import storage
 
 YEAR = 2023
 SIZE = 1000  # institutions: big enough that writing a snapshot takes about a second
@@ -30,7 +31,7 @@ def main(url: str) -> None:
     with writing(engine) as conn:
         if conn.execute(select(institutions.c.uscc).limit(1)).first() is None:
             inst, found = synthetic_district(SIZE, SIZE * 3, year=YEAR, seed=7, rules=rules)
-            store.import_frames(
+            storage.import_frames(
                 conn, institution_frame=inst, finding_frame=found, by="crash", at=snapshots.now()
             )
     print("ready", flush=True)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import sys
 
-from service import sharing
-from service.db import make_engine
-from service.sharing import HttpPlatform, RetryPolicy
+from service.core.database import make_engine
+from service.sharing import delivery
+from service.sharing.delivery import HttpPlatform, RetryPolicy
 
 
 def main(database_url: str, platform_url: str, secret: str) -> None:
     engine = make_engine(database_url)
     platform = HttpPlatform(platform_url, secret, timeout=60)
-    sharing.run(engine, platform, policy=RetryPolicy(attempts=3, base=0.01, cap=0.01))
+    delivery.run(engine, platform, policy=RetryPolicy(attempts=3, base=0.01, cap=0.01))
 
 
 if __name__ == "__main__":

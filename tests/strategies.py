@@ -19,8 +19,8 @@ import pandas as pd
 from hypothesis import strategies as st
 
 from scoring import inputs
+from scoring.shipped import load_rules
 from scoring.uscc import ALPHABET, check_character
-from service.loading import load_rules
 
 RULES = load_rules()
 INDICATOR_CODES = [i.code for i in RULES.indicators]

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 
 from service.api.app import create_app
 from service.api.deps import Supervisor, access_of
-from service.settings import Settings
+from service.core.settings import Settings
 
 # Routes FastAPI adds itself: the schema and the documentation pages, not the API.
 NOT_API = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

@@ -24,11 +24,11 @@ import pytest
 import yaml
 
 from scoring.rules import RULE_FILES
+from scoring.shipped import RULES_DIR, SAMPLE_DIR
 from scoring.uscc import check_character
-from service import keys
-from service.db import writing
-from service.keys import Role
-from service.loading import RULES_DIR, SAMPLE_DIR
+from service.api import keys
+from service.api.keys import Role
+from service.core.database import writing
 from tests.conftest import Live
 from tests.servers import running_service
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scoring.engine import rate
 from scoring.rules import Mode
-from service.loading import RULES_DIR
+from scoring.shipped import RULES_DIR
 from tests import oracle
 from tests.strategies import RULES, findings_frame, institutions_frame, make_uscc
 

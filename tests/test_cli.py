@@ -15,8 +15,8 @@ from click.testing import Result
 from rich.cells import cell_len
 from typer.testing import CliRunner
 
+from scoring.shipped import SAMPLE_DIR
 from service.cli import app
-from service.loading import SAMPLE_DIR
 from tests.servers import ROOT
 
 SAMPLE_USCC = "52120111MJ06185738"  # 博文: the penalised institution of 2023

@@ -15,9 +15,9 @@ import time
 
 from sqlalchemy import func, select
 
-from service import snapshots
-from service.db import make_engine, reading
-from service.tables import institutions, snapshot_rows
+from service.core.database import make_engine, reading
+from service.core.tables import institutions, snapshot_rows
+from service.ratings import snapshots
 from tests.servers import ROOT
 
 KILLS = 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scoring.engine import rate
-from service.loading import load_rules
+from scoring.shipped import load_rules
 
 CODE = "52120116MJ0631127X"
 

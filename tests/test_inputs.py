@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scoring import codes as codes_module
-from scoring import uscc
+from scoring import uscc, uscc_columns
 from scoring.errors import InputError, Problem
+from scoring.input_files import read_inputs, read_table
 from scoring.inputs import (
     FINDING_COLUMNS,
     INSTITUTION_COLUMNS,
@@ -30,8 +30,7 @@ from scoring.inputs import (
     validate_institutions,
 )
 from scoring.rules import RuleSet
-from service.files import read_inputs, read_table
-from service.loading import load_rules
+from scoring.shipped import load_rules
 
 # Names with full-width punctuation, the kind Excel users type.
 NAMES = ["学而思（西青）培训学校", "新东方·精英：课堂「语文」", "“启明星”教育，有限公司"]
@@ -488,8 +487,8 @@ def test_vectorised_code_check_agrees_with_the_scalar_check() -> None:
     noisy = ["".join(rng.choice(list(uscc.ALPHABET + "IOSVZaz:@ "), 18)) for _ in range(3000)]
     codes = TRICKY + valid + noisy
     series = pd.Series(codes, dtype="str")
-    assert codes_module.valid(series).tolist() == [uscc.is_valid(c) for c in codes]
-    assert codes_module.valid(series).sum() >= len(valid)
+    assert uscc_columns.valid(series).tolist() == [uscc.is_valid(c) for c in codes]
+    assert uscc_columns.valid(series).sum() >= len(valid)
 
 
 @pytest.mark.parametrize("prefixes", [1, 3, 600])
@@ -502,11 +501,11 @@ def test_fast_membership_agrees_with_isin(prefixes: int) -> None:
     asked = pd.Series(pool[rng.integers(0, len(pool), 20_000)], dtype="str")
     known_series = pd.Series(known + TRICKY[2:5] + known[:3], dtype="str")  # repeats too
     expected = asked.isin(set(known_series)).to_numpy()
-    assert codes_module.listed(asked, known_series).tolist() == expected.tolist()
+    assert uscc_columns.listed(asked, known_series).tolist() == expected.tolist()
     assert expected.any() and not expected.all()
     unique_known = pd.Series(pd.unique(known_series), dtype="str")
     assert (
-        codes_module.positions(asked, unique_known).tolist()
+        uscc_columns.positions(asked, unique_known).tolist()
         == pd.Index(unique_known).get_indexer(asked).tolist()
     )
 

@@ -15,7 +15,7 @@ import yaml
 from scoring.engine import rate
 from scoring.errors import RulesError
 from scoring.rules import Mode, RuleSet, Status, Unit
-from service.loading import RULES_DIR, load_rules
+from scoring.shipped import RULES_DIR, load_rules
 from tests import oracle
 from tests.strategies import findings_frame, institutions_frame, make_uscc
 

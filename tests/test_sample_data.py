@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 
 from scoring import inputs
-from scoring.codes import valid
 from scoring.engine import rate
+from scoring.input_files import read_inputs
 from scoring.inputs import validate
 from scoring.rules import RuleSet
+from scoring.shipped import load_rules
 from scoring.uscc import ALPHABET, is_valid
-from service.files import read_inputs
-from service.loading import load_rules
+from scoring.uscc_columns import valid
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 INSTITUTION_COLUMNS = list(inputs.INSTITUTION_COLUMNS.order)
@@ -45,7 +45,7 @@ def findings() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def normalised(rules: RuleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The sample as every entry point reads it: checked and normalised by service.files."""
+    """The sample as every entry point reads it: checked and normalised by scoring.input_files."""
     return read_inputs(DATA / "institutions.csv", DATA / "findings.csv", rules=rules)
 
 

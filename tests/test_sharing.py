@@ -23,15 +23,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from service import outbox, sharing, snapshots
+from scoring.shipped import load_rules
 from service.cli import app
-from service.db import make_engine, reading, writing
-from service.importing import import_files
-from service.loading import load_rules
-from service.migrate import upgrade
-from service.outbox import SharingConfig
-from service.sharing import Answer, HttpPlatform, RetryPolicy
-from service.tables import deliveries, delivery_attempts
+from service.core.database import make_engine, reading, writing
+from service.core.migrate import upgrade
+from service.core.tables import deliveries, delivery_attempts
+from service.ratings import snapshots
+from service.records.importing import import_files
+from service.sharing import delivery, outbox
+from service.sharing.delivery import Answer, HttpPlatform, RetryPolicy
+from service.sharing.outbox import SharingConfig
 from tests.conftest import SAMPLE_FILES, Keys
 from tests.fake_platform import (
     DROP_AFTER,
@@ -73,10 +74,10 @@ def share(
     *,
     policy: RetryPolicy = FAST,
     sleeps: list[float] | None = None,
-) -> sharing.RunReport:
+) -> delivery.RunReport:
     client = HttpPlatform(fake.url, SECRET, timeout=TIMEOUT)
     try:
-        return sharing.run(
+        return delivery.run(
             engine,
             client,
             policy=policy,
@@ -266,7 +267,7 @@ def test_any_sequence_of_faults_ends_with_every_batch_applied_once(
 @pytest.fixture
 def sharing_engine(tmp_path: Path) -> Iterator[Engine]:
     """A published year on SQLite, for the many examples of the random fault sequences."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'sharing.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'delivery.db'}")
     upgrade(engine)
     import_files(engine, SAMPLE_FILES, rules=load_rules(), by="tests")
     publish(engine)
@@ -308,7 +309,7 @@ def test_answers_are_classified_as_the_wire_format_says() -> None:
     import httpx
 
     def answer(status: int, **kwargs: object) -> Answer:
-        return sharing.classify(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
+        return delivery.classify(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
 
     assert answer(201, json={"receipt_id": "R1"}).outcome == "delivered"
     assert answer(200, json={}).outcome == "retry"  # a success without a receipt proves nothing

@@ -29,15 +29,18 @@ from typer.testing import CliRunner
 
 from scoring.engine import rate
 from scoring.errors import InputError
+from scoring.input_files import read_inputs
 from scoring.rules import RuleSet
-from service import cli, keys, snapshots, store
-from service.db import make_engine, reading, writing
-from service.files import read_inputs
-from service.importing import import_files
-from service.loading import SAMPLE_DIR, load_rules
-from service.migrate import upgrade
-from service.tables import api_keys, findings, institutions, snapshot_rows
-from service.tables import snapshots as snapshot_table
+from scoring.shipped import SAMPLE_DIR, load_rules
+from service.api import keys
+from service.cli import commands
+from service.core.database import make_engine, reading, writing
+from service.core.migrate import upgrade
+from service.core.tables import api_keys, findings, institutions, snapshot_rows
+from service.core.tables import snapshots as snapshot_table
+from service.ratings import snapshots
+from service.records import storage
+from service.records.importing import import_files
 from tests.servers import ROOT, create_database
 
 RULES: RuleSet = load_rules()
@@ -223,7 +226,7 @@ def revoke_one_costly_finding(engine: Engine, year: int) -> tuple[str, str, int]
             if indicator["lost"] > 0 and len(indicator["findings"]) == 1:
                 finding_id = indicator["findings"][0]["finding_id"]
                 with writing(engine) as conn:
-                    store.revoke(
+                    storage.revoke(
                         conn, finding_id=finding_id, by="王审核", reason="复议撤销", at=now()
                     )
                 return row["uscc"], finding_id, indicator["lost"]
@@ -323,17 +326,17 @@ def test_findings_cannot_be_deleted_and_a_revoked_finding_is_final(loaded: Engin
     assert count(loaded, findings) == SAMPLE_FINDINGS
 
     with writing(loaded) as conn:
-        store.revoke(conn, finding_id="XQ-2023-0001", by="王审核", reason="异议成立", at=now())
+        storage.revoke(conn, finding_id="XQ-2023-0001", by="王审核", reason="异议成立", at=now())
     refused(
         loaded, "UPDATE findings SET status = 'active' WHERE finding_id = 'XQ-2023-0001'", "final"
     )
     refused(
         loaded, "UPDATE findings SET revoke_reason = '' WHERE finding_id = 'XQ-2023-0001'", "final"
     )
-    with writing(loaded) as conn, pytest.raises(store.Conflict, match="already revoked"):
-        store.revoke(conn, finding_id="XQ-2023-0001", by="x", reason="again", at=now())
-    with writing(loaded) as conn, pytest.raises(store.NotFound):
-        store.revoke(conn, finding_id="XQ-NOPE", by="x", reason="x", at=now())
+    with writing(loaded) as conn, pytest.raises(storage.Conflict, match="already revoked"):
+        storage.revoke(conn, finding_id="XQ-2023-0001", by="x", reason="again", at=now())
+    with writing(loaded) as conn, pytest.raises(storage.NotFound):
+        storage.revoke(conn, finding_id="XQ-NOPE", by="x", reason="x", at=now())
 
 
 def test_revoking_records_who_when_and_why_and_the_finding_stops_counting(
@@ -345,7 +348,7 @@ def test_revoking_records_who_when_and_why_and_the_finding_stops_counting(
     after = compute(loaded, 2023)
 
     with reading(loaded) as conn:
-        revoked = store.get_finding(conn, finding_id)
+        revoked = storage.get_finding(conn, finding_id)
         row = snapshots.row_of(conn, after, uscc)
     assert revoked["status"] == "revoked"
     assert (revoked["revoked_by"], revoked["revoke_reason"]) == ("王审核", "复议撤销")
@@ -479,7 +482,7 @@ def test_the_verify_command_exits_non_zero_naming_the_altered_snapshot(
 ) -> None:
     _, target, _ = publish_years(loaded, 2022, 2023, 2024)
     # in-process for speed; the same command the subprocess below runs
-    intact = CliRunner().invoke(cli.app, ["verify"], env={"CREDIT_DATABASE_URL": database_url})
+    intact = CliRunner().invoke(commands.app, ["verify"], env={"CREDIT_DATABASE_URL": database_url})
     assert intact.exit_code == 0, intact.output
     assert "3 snapshot(s) verified" in intact.stdout
 
@@ -539,11 +542,11 @@ def test_an_import_with_one_bad_row_stores_nothing_and_names_file_row_and_column
 
 def test_importing_the_same_files_again_changes_nothing(loaded: Engine) -> None:
     with reading(loaded) as conn:
-        before = store.get_finding(conn, "XQ-2023-0001")
+        before = storage.get_finding(conn, "XQ-2023-0001")
     summary = import_files(loaded, SAMPLE_FILES, rules=RULES, by="someone else")
-    assert summary == store.ImportSummary(0, 0, 0, SAMPLE_FINDINGS)
+    assert summary == storage.ImportSummary(0, 0, 0, SAMPLE_FINDINGS)
     with reading(loaded) as conn:
-        assert store.get_finding(conn, "XQ-2023-0001") == before
+        assert storage.get_finding(conn, "XQ-2023-0001") == before
     assert count(loaded, institutions) == SAMPLE_INSTITUTIONS
 
 
@@ -555,19 +558,19 @@ def test_importing_a_stored_finding_id_with_different_content_is_a_conflict(
         tmp_path / "findings.csv",
         [{**original, "finding_id": "T-NEW"}, {**original, "count": "3"}],
     )
-    with pytest.raises(store.Conflict, match="XQ-2023-0001"):
+    with pytest.raises(storage.Conflict, match="XQ-2023-0001"):
         import_files(loaded, [changed], rules=RULES, by="tests")
     with reading(loaded) as conn:
-        assert store.get_finding(conn, "XQ-2023-0001")["count"] == int(original["count"] or 1)
-        with pytest.raises(store.NotFound):
-            store.get_finding(conn, "T-NEW")
+        assert storage.get_finding(conn, "XQ-2023-0001")["count"] == int(original["count"] or 1)
+        with pytest.raises(storage.NotFound):
+            storage.get_finding(conn, "T-NEW")
 
 
 def test_an_import_into_an_empty_database_stores_the_whole_sample(engine: Engine) -> None:
     summary = import_files(engine, SAMPLE_FILES, rules=RULES, by="tests")
-    assert summary == store.ImportSummary(SAMPLE_INSTITUTIONS, 0, SAMPLE_FINDINGS, 0)
+    assert summary == storage.ImportSummary(SAMPLE_INSTITUTIONS, 0, SAMPLE_FINDINGS, 0)
     with reading(engine) as conn:
-        name = store.get_institution(conn, "52120111MJ0627485A")["name"]
+        name = storage.get_institution(conn, "52120111MJ0627485A")["name"]
     assert name == sample_rows("institutions.csv")[0]["name"]
 
 
@@ -736,7 +739,7 @@ def test_a_member_of_credit_app_may_rate_and_publish_but_never_delete(
         conn.exec_driver_sql(f'SET LOCAL ROLE "{app_role}"')
         snapshots.publish(conn, year=2023, revision=None, reason=None, by="app")
         again = snapshots.compute_draft(conn, rules=RULES, year=2023, scale="four", by="app")
-        store.revoke(conn, finding_id="XQ-2023-0001", by="app", reason="异议成立", at=now())
+        storage.revoke(conn, finding_id="XQ-2023-0001", by="app", reason="异议成立", at=now())
 
     drop_guards(postgres_loaded)  # privileges hold even without the triggers
     for statement in (

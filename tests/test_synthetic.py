@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from scoring import inputs
-from scoring.codes import valid
 from scoring.engine import rate
 from scoring.rules import Mode, RuleSet
+from scoring.shipped import load_rules
 from scoring.synthetic import DISTRICTS, synthetic_district
-from service.loading import load_rules
+from scoring.uscc_columns import valid
 
 YEAR = 2024
 INSTITUTION_COLUMNS = list(inputs.INSTITUTION_COLUMNS.order)

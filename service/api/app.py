@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scoring.shipped import load_rules
 from service.api import problems
-from service.api.responsecache import ResponseCache
+from service.api.caches.memory import ReadCache
+from service.api.caches.responses import ResponseCache
 from service.api.routes import (
     deliveries,
     evaluate,
@@ -26,11 +28,9 @@ from service.api.routes import (
     ratings,
     rules,
 )
-from service.db import make_engine
-from service.loading import load_rules
-from service.migrate import upgrade
-from service.readcache import ReadCache
-from service.settings import Settings
+from service.core.database import make_engine
+from service.core.migrate import upgrade
+from service.core.settings import Settings
 
 REQUESTS = Counter("credit_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("credit_http_request_seconds", "HTTP request latency", ["method", "route"])

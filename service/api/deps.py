@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from scoring.rules import RuleSet
-from service import keys
-from service.db import reading
-from service.keys import Principal, Role
-from service.readcache import ReadCache
-from service.settings import Settings
+from service.api import keys
+from service.api.caches.memory import ReadCache
+from service.api.keys import Principal, Role
+from service.core.database import reading
+from service.core.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 

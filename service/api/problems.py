@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from scoring.errors import InputError, RulesError, ScoringError, UnknownInstitution
-from service import outbox, snapshots, store
+from service.ratings import snapshots
+from service.records import storage
+from service.sharing import outbox
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -90,8 +92,8 @@ def install(app: FastAPI) -> None:
     async def _rules(_: Request, exc: RulesError) -> JSONResponse:
         return problem_response(422, "Invalid rules", str(exc))
 
-    @app.exception_handler(store.UnknownCode)
-    async def _unknown_code(_: Request, exc: store.UnknownCode) -> JSONResponse:
+    @app.exception_handler(storage.UnknownCode)
+    async def _unknown_code(_: Request, exc: storage.UnknownCode) -> JSONResponse:
         return problem_response(422, "Invalid input", str(exc))
 
     @app.exception_handler(UnknownInstitution)
@@ -107,9 +109,9 @@ def install(app: FastAPI) -> None:
         # A bug, not a client error: still a problem document, never a stack trace.
         return problem_response(500, "Internal error", type(exc).__name__)
 
-    for not_found in (store.NotFound, snapshots.NotFound):
+    for not_found in (storage.NotFound, snapshots.NotFound):
         app.add_exception_handler(not_found, _not_found)
-    for conflict in (store.Conflict, snapshots.Conflict, outbox.OutboxError):
+    for conflict in (storage.Conflict, snapshots.Conflict, outbox.OutboxError):
         app.add_exception_handler(conflict, _conflict)
 
 

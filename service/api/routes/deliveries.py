@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from service import outbox, sharing
 from service.api.deps import EngineDep, SettingsDep, Supervisor, requires
+from service.api.keys import Principal, Role
 from service.api.problems import responses
 from service.api.schemas import Strict
-from service.db import reading
-from service.keys import Principal, Role
+from service.core.database import reading
+from service.sharing import delivery, outbox
 
 router = APIRouter(prefix="/v1/deliveries", tags=["sharing"])
 
@@ -65,11 +65,11 @@ def run_deliveries(
     who: Sharer, engine: EngineDep, settings: SettingsDep, year: YearQuery = None
 ) -> RunReport:
     try:
-        platform, policy = sharing.from_settings(settings)
-    except sharing.NotConfigured as exc:
+        platform, policy = delivery.from_settings(settings)
+    except delivery.NotConfigured as exc:
         raise outbox.OutboxError(str(exc)) from None
     try:
-        report = sharing.run(engine, platform, year=year, policy=policy)
+        report = delivery.run(engine, platform, year=year, policy=policy)
     finally:
         platform.close()
     return RunReport(

@@ -7,11 +7,12 @@ from fastapi import APIRouter
 
 from scoring.engine import rate
 from scoring.rules import parse_rules
-from service import snapshots, store
 from service.api.deps import EngineDep, Reader, RulesDep, SettingsDep
 from service.api.problems import responses
 from service.api.schemas import EvaluateRequest, EvaluateResponse, GradeChange
-from service.db import reading
+from service.core.database import reading
+from service.ratings import snapshots
+from service.records import storage
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
@@ -28,7 +29,7 @@ def evaluate(
     candidate = parse_rules(body.rules) if body.rules is not None else rules
     force = candidate.in_force(body.year, body.scale or settings.scale)
     with reading(engine) as conn:
-        institutions, findings = store.frames(conn, year=body.year)
+        institutions, findings = storage.frames(conn, year=body.year)
         current = snapshots.published(conn, year=body.year, required=False)
         before = {r["uscc"]: r for r in snapshots.rows_of(conn, current)} if current else {}
     if body.findings is not None:
@@ -65,7 +66,7 @@ def _supplied(body: EvaluateRequest, institutions: pd.DataFrame) -> pd.DataFrame
     known = set(institutions["uscc"])
     for f in body.findings:
         if f.uscc not in known:
-            raise store.NotFound(f"no institution {f.uscc}")
+            raise storage.NotFound(f"no institution {f.uscc}")
     frame = pd.DataFrame(
         [f.model_dump() for f in body.findings],
         columns=["uscc", "indicator", "occurred_on", "count", "status"],

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 import pandas as pd
 from fastapi import APIRouter, Path, Query
 
-from service import store
 from service.api.deps import EngineDep, Reader, RulesDep, Supervisor
 from service.api.problems import responses
 from service.api.routes.institutions import Limit, Offset
 from service.api.schemas import NO_NUL, FindingCreate, FindingPublic, Revocation
-from service.db import reading, writing
-from service.snapshots import now
+from service.core.database import reading, writing
+from service.ratings.snapshots import now
+from service.records import storage
 
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
 
@@ -32,20 +32,20 @@ def create_finding(
 ) -> FindingPublic:
     codes = {i.code for i in rules.indicators} | {v.code for v in rules.vetoes}
     if body.indicator not in codes:
-        raise store.UnknownCode(f"unknown indicator code {body.indicator!r}")
+        raise storage.UnknownCode(f"unknown indicator code {body.indicator!r}")
     record = {**body.model_dump(), "status": "active"}
-    record["finding_id"] = body.finding_id or store.finding_id_for(record)
+    record["finding_id"] = body.finding_id or storage.finding_id_for(record)
     record["occurred_on"] = pd.Timestamp(body.occurred_on)
     with writing(engine) as conn:
-        store.get_institution(conn, body.uscc)  # 404 for an institution not on record
-        store.import_frames(
+        storage.get_institution(conn, body.uscc)  # 404 for an institution not on record
+        storage.import_frames(
             conn,
             institution_frame=None,
             finding_frame=pd.DataFrame([record]),
             by=who.name,
             at=now(),
         )
-        return FindingPublic(**store.get_finding(conn, record["finding_id"]))
+        return FindingPublic(**storage.get_finding(conn, record["finding_id"]))
 
 
 @router.get(
@@ -64,7 +64,7 @@ def list_findings(
     offset: Offset = 0,
 ) -> list[FindingPublic]:
     with reading(engine) as conn:
-        rows = store.list_findings(
+        rows = storage.list_findings(
             conn, uscc=uscc, year=year, status=status, limit=limit, offset=offset
         )
     return [FindingPublic(**r) for r in rows]
@@ -78,7 +78,7 @@ def list_findings(
 )
 def read_finding(finding_id: FindingId, who: Reader, engine: EngineDep) -> FindingPublic:
     with reading(engine) as conn:
-        return FindingPublic(**store.get_finding(conn, finding_id))
+        return FindingPublic(**storage.get_finding(conn, finding_id))
 
 
 @router.post(
@@ -91,5 +91,5 @@ def revoke_finding(
     finding_id: FindingId, body: Revocation, who: Supervisor, engine: EngineDep
 ) -> FindingPublic:
     with writing(engine) as conn:
-        row = store.revoke(conn, finding_id=finding_id, by=who.name, reason=body.reason, at=now())
+        row = storage.revoke(conn, finding_id=finding_id, by=who.name, reason=body.reason, at=now())
     return FindingPublic(**row)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Anyone, EngineDep
 from service.api.problems import problem_response
-from service.migrate import is_current
+from service.core.migrate import is_current
 
 router = APIRouter(tags=["operations"])
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, HTTPException, UploadFile
 from service.api.deps import EngineDep, RulesDep, Supervisor
 from service.api.problems import responses
 from service.api.schemas import ImportReport
-from service.importing import import_files
+from service.records.importing import import_files
 
 router = APIRouter(prefix="/v1", tags=["institutions", "findings"])
 

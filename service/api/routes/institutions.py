@@ -7,12 +7,12 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Query
 
-from service import store
 from service.api.deps import EngineDep, Reader, Supervisor
 from service.api.problems import responses
 from service.api.schemas import USCC, InstitutionCreate, InstitutionPublic
-from service.db import reading, writing
-from service.snapshots import now
+from service.core.database import reading, writing
+from service.ratings.snapshots import now
+from service.records import storage
 
 router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
 
@@ -32,10 +32,10 @@ def create_institution(
 ) -> InstitutionPublic:
     frame = pd.DataFrame([body.model_dump()])
     with writing(engine) as conn:
-        store.import_frames(
+        storage.import_frames(
             conn, institution_frame=frame, finding_frame=None, by=who.name, at=now()
         )
-        return InstitutionPublic(**store.get_institution(conn, body.uscc))
+        return InstitutionPublic(**storage.get_institution(conn, body.uscc))
 
 
 @router.get(
@@ -48,7 +48,7 @@ def list_institutions(
     who: Reader, engine: EngineDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[InstitutionPublic]:
     with reading(engine) as conn:
-        rows = store.list_institutions(conn, limit=limit, offset=offset)
+        rows = storage.list_institutions(conn, limit=limit, offset=offset)
     return [InstitutionPublic(**r) for r in rows]
 
 
@@ -60,4 +60,4 @@ def list_institutions(
 )
 def read_institution(uscc: USCC, who: Reader, engine: EngineDep) -> InstitutionPublic:
     with reading(engine) as conn:
-        return InstitutionPublic(**store.get_institution(conn, uscc))
+        return InstitutionPublic(**storage.get_institution(conn, uscc))

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 
 from scoring.explain import Explanation
-from service import snapshots
+from service.api.caches.responses import cached
 from service.api.deps import Anyone, EngineDep, Reader, RulesDep, SettingsDep, Supervisor
+from service.api.keys import Principal, Role
 from service.api.problems import responses
-from service.api.responsecache import cached
 from service.api.schemas import (
     USCC,
     ComputeRequest,
@@ -25,8 +25,8 @@ from service.api.schemas import (
     SnapshotPublic,
     Year,
 )
-from service.db import reading, writing
-from service.keys import Principal, Role
+from service.core.database import reading, writing
+from service.ratings import snapshots
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 

@@ -14,12 +14,12 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
+from scoring.input_files import read_table
 from scoring.inputs import raise_problems, validate_findings, validate_institutions
 from scoring.rules import RuleSet
-from service import store
-from service.db import writing
-from service.files import read_table
-from service.snapshots import now
+from service.core.database import writing
+from service.ratings.snapshots import now
+from service.records import storage
 
 
 def is_findings(raw: pd.DataFrame) -> bool:
@@ -29,7 +29,7 @@ def is_findings(raw: pd.DataFrame) -> bool:
 
 def import_files(
     engine: Engine, paths: Sequence[Path], *, rules: RuleSet, by: str, names: Sequence[str] = ()
-) -> store.ImportSummary:
+) -> storage.ImportSummary:
     """Validate every file, then store them in one transaction (institutions first).
 
     `names` are how the files are called in error reports (an upload's own file name);
@@ -42,7 +42,7 @@ def import_files(
     try:
         return _store(engine, institution_files, finding_files, rules=rules, by=by)
     except IntegrityError as exc:  # e.g. the same new finding_id in two files of one import
-        raise store.Conflict(
+        raise storage.Conflict(
             f"the import conflicts with itself or the record: {exc.orig}"
         ) from None
 
@@ -54,10 +54,10 @@ def _store(
     *,
     rules: RuleSet,
     by: str,
-) -> store.ImportSummary:
+) -> storage.ImportSummary:
     with writing(engine) as conn:
         checked = [validate_institutions(raw, file=label) for label, raw in institution_files]
-        known = store.known_usccs(conn).union(*(set(frame["uscc"]) for frame, _ in checked))
+        known = storage.known_usccs(conn).union(*(set(frame["uscc"]) for frame, _ in checked))
         found = [
             validate_findings(raw, file=label, rules=rules, known_uscc=known)
             for label, raw in finding_files
@@ -65,12 +65,12 @@ def _store(
         raise_problems(*(problems for _, problems in checked + found))
         at = now()
         summaries = [
-            store.import_frames(conn, institution_frame=frame, finding_frame=None, by=by, at=at)
+            storage.import_frames(conn, institution_frame=frame, finding_frame=None, by=by, at=at)
             for frame, _ in checked
         ] + [
-            store.import_frames(conn, institution_frame=None, finding_frame=frame, by=by, at=at)
+            storage.import_frames(conn, institution_frame=None, finding_frame=frame, by=by, at=at)
             for frame, _ in found
         ]
-    return store.ImportSummary(
-        *(sum(getattr(s, f) for s in summaries) for f in store.ImportSummary.__dataclass_fields__)
+    return storage.ImportSummary(
+        *(sum(getattr(s, f) for s in summaries) for f in storage.ImportSummary.__dataclass_fields__)
     )

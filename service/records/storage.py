@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, select
 
 from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
-from service.tables import findings, institutions
+from service.core.tables import findings, institutions
 
 FINDING_COMPARED = ("uscc", "indicator", "occurred_on", "count", "source", "reference", "note")
 

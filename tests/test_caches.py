@@ -26,15 +26,15 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import keys, readcache
-from service.api import responsecache
+from service.api import keys
 from service.api.app import create_app
-from service.api.responsecache import ResponseCache, cached, cached_query
-from service.db import make_engine, writing
-from service.keys import Role
-from service.readcache import ReadCache
-from service.settings import Settings
-from service.tables import api_keys
+from service.api.caches import memory, responses
+from service.api.caches.memory import ReadCache
+from service.api.caches.responses import ResponseCache, cached, cached_query
+from service.api.keys import Role
+from service.core.database import make_engine, writing
+from service.core.settings import Settings
+from service.core.tables import api_keys
 from tests.conftest import Live
 from tests.servers import ROOT, create_database, free_port
 from tests.test_access import api_routes
@@ -184,8 +184,8 @@ def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Countin
 
 
 def test_memory_is_bounded(counting: Counting, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(responsecache, "OVERHEAD", 0)
-    monkeypatch.setattr(readcache, "MAX_BYTES", 70)  # two 32-byte answers, not three
+    monkeypatch.setattr(responses, "OVERHEAD", 0)
+    monkeypatch.setattr(memory, "MAX_BYTES", 70)  # two 32-byte answers, not three
     for name in ("a", "b", "a", "b"):
         counting.client.get(f"/v1/kept/{name}")
     assert counting.calls == 2
@@ -236,7 +236,7 @@ def test_when_postgresql_cannot_be_asked_nothing_comes_from_memory(
     postgres_admin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = create_database(postgres_admin)
-    monkeypatch.setattr(readcache, "RECONNECT_AFTER_S", 0.0)
+    monkeypatch.setattr(memory, "RECONNECT_AFTER_S", 0.0)
 
     async def check() -> None:
         nowhere = ReadCache(f"postgresql://nobody@127.0.0.1:{free_port()}/none")

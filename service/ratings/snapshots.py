@@ -27,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from scoring.engine import rate
 from scoring.explain import explain_all, input_digest
 from scoring.rules import RuleSet
-from service import outbox, store
-from service.outbox import SharingConfig
-from service.tables import snapshot_rows, snapshots
+from service.core.tables import snapshot_rows, snapshots
+from service.records import storage
+from service.sharing import outbox
+from service.sharing.outbox import SharingConfig
 
 PUBLISH_LOCK = 19_800_000  # PostgreSQL advisory lock key for publishing
 
@@ -160,7 +161,7 @@ def rate_rows(
 
 def compute_draft(conn: Connection, *, rules: RuleSet, year: int, scale: str, by: str) -> Snapshot:
     """Rate `year` from the stored institutions and findings and store it as a draft."""
-    institutions, findings = store.frames(conn, year=year)
+    institutions, findings = storage.frames(conn, year=year)
     header, rows = rate_rows(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
@@ -195,7 +196,8 @@ def publish(
 
     A correction needs a reason and supersedes the latest published revision. Raises Conflict
     when the draft is already published, or when another publish of the year won the race.
-    The delivery to the city platform is queued in the same transaction (see service.outbox).
+    The delivery to the city platform is queued in the same transaction (see
+    service.sharing.outbox).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))

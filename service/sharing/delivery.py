@@ -32,10 +32,10 @@ from typing import Literal, Protocol
 import httpx
 from sqlalchemy import Engine, select, update
 
-from service.db import writing
-from service.settings import Settings
-from service.snapshots import now
-from service.tables import deliveries, delivery_attempts
+from service.core.database import writing
+from service.core.settings import Settings
+from service.core.tables import deliveries, delivery_attempts
+from service.ratings.snapshots import now
 
 Outcome = Literal["delivered", "duplicate", "rejected", "retry"]
 

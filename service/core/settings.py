@@ -12,8 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.loading import PROJECT_ROOT, RULES_DIR
-from service.outbox import SharingConfig
+from scoring.shipped import PROJECT_ROOT, RULES_DIR
+from service.sharing.outbox import SharingConfig
 
 DEFAULT_DATABASE = PROJECT_ROOT / "var" / "credit-rating.db"
 

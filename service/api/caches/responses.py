@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.readcache import ReadCache
+from service.api.caches.memory import ReadCache
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 

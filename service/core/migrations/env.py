@@ -1,11 +1,11 @@
-"""Alembic environment: runs migrations on the connection `service.migrate` hands over."""
+"""Alembic environment: runs migrations on the connection `service.core.migrate` hands over."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from service.tables import metadata
+from service.core.tables import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

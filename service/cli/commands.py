@@ -21,14 +21,18 @@ from sqlalchemy import Engine
 from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
-from service import keys, outbox, render, sharing, snapshots, store
-from service.db import make_engine, reading, writing
-from service.files import read_inputs
-from service.importing import import_files
-from service.keys import Role
-from service.loading import RULES_DIR, SAMPLE_DIR, load_rules
-from service.migrate import upgrade
-from service.settings import Settings
+from scoring.input_files import read_inputs
+from scoring.shipped import RULES_DIR, SAMPLE_DIR, load_rules
+from service.api import keys
+from service.api.keys import Role
+from service.cli import render
+from service.core.database import make_engine, reading, writing
+from service.core.migrate import upgrade
+from service.core.settings import Settings
+from service.ratings import snapshots
+from service.records import storage
+from service.records.importing import import_files
+from service.sharing import delivery, outbox
 
 app = typer.Typer(
     help="Credit ratings of subject-type training institutions (学科类校外培训机构信用评价).",
@@ -73,7 +77,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (ScoringError, outbox.OutboxError, sharing.NotConfigured) as exc:
+        except (ScoringError, outbox.OutboxError, delivery.NotConfigured) as exc:
             render.console(stderr=True).print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
 
@@ -225,7 +229,7 @@ def serve(
         if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):
             raise ScoringError("--local is only for the embedded SQLite database on loopback")
         with reading(engine) as conn:
-            empty = not store.known_usccs(conn)
+            empty = not storage.known_usccs(conn)
         if empty:
             import_files(
                 engine,
@@ -251,10 +255,6 @@ def serve(
     )
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command()
 @reports_errors
 def share(
@@ -278,11 +278,11 @@ def share(
         with reading(engine) as conn:
             render.console().print(render.delivery_table(outbox.status(conn, year=year)))
         return
-    platform, policy = sharing.from_settings(settings)
+    platform, policy = delivery.from_settings(settings)
     with reading(engine) as conn:
         todo = [b for b in outbox.status(conn, year=year) if b["state"] == "pending"]
     with render.progress(len(todo)) as advance:
-        report = sharing.run(engine, platform, year=year, policy=policy, progress=advance)
+        report = delivery.run(engine, platform, year=year, policy=policy, progress=advance)
     platform.close()
     print(
         f"delivered {len(report.delivered)}, dead {len(report.dead)}, "

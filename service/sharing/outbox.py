@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
-from service.tables import deliveries
+from service.core.tables import deliveries
 
 if TYPE_CHECKING:
-    from service.snapshots import Snapshot
+    from service.ratings.snapshots import Snapshot
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from service.snapshots import now
-from service.tables import api_keys
+from service.core.tables import api_keys
+from service.ratings.snapshots import now
 
 
 class Role(StrEnum):
