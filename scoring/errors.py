@@ -45,10 +45,16 @@ class Problem:
 
 
 class InputError(ScoringError):
-    def __init__(self, problems: list[Problem]) -> None:
+    """Problems in the input: `problems` lists them (see `scoring.problems` for the cap),
+    `total` counts every one found, and the message says how many were left out."""
+
+    def __init__(self, problems: list[Problem], *, total: int | None = None) -> None:
         self.problems = problems
-        lines = [f"{len(problems)} problem(s) in the input; nothing was rated:"]
+        self.total = len(problems) if total is None else total
+        lines = [f"{self.total} problem(s) in the input; nothing was rated:"]
         lines += [f"  - {p}" for p in problems]
+        if self.total > len(problems):
+            lines.append(f"  … and {self.total - len(problems)} more")
         super().__init__("\n".join(lines))
 
 

@@ -8,8 +8,6 @@ disagree with the rating it explains; this module only attaches the findings and
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scoring.engine import dated_in, rate
 from scoring.errors import UnknownInstitution
+from scoring.hashing import canonical_json, json_sha256
 from scoring.inputs import FINDING_COLUMNS, INSTITUTION_COLUMNS
 from scoring.rules import RuleSet, RulesInForce
 
@@ -107,13 +106,12 @@ def input_digest(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) 
 
 def _digest(year: int, institutions: list[dict[str, Any]], findings: list[dict[str, Any]]) -> str:
     def lines(records: list[dict[str, Any]]) -> list[str]:
-        return sorted(json.dumps(r, ensure_ascii=False, default=str) for r in records)
+        return sorted(canonical_json(r, "ordered") for r in records)
 
-    payload = json.dumps(
+    return json_sha256(
         {"year": year, "institutions": lines(institutions), "findings": lines(findings)},
-        ensure_ascii=False,
+        "ordered",
     )
-    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:

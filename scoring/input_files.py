@@ -36,8 +36,9 @@ import pyarrow.parquet as pq
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
-from scoring.errors import Problem
-from scoring.inputs import MAX_PROBLEMS, CappedInputError, ProblemList, raise_problems, validate
+from scoring.errors import InputError, Problem
+from scoring.inputs import validate
+from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
 
 EXTENSIONS = (".csv", ".json", ".xlsx", ".parquet")
@@ -55,18 +56,18 @@ Read = tuple[pd.DataFrame | None, ProblemList]
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """The raw frame of one input file; CappedInputError when it cannot be read."""
+    """The raw frame of one input file; InputError when it cannot be read."""
     frame, problems = read_raw(path)
     raise_problems(problems)
     if frame is None:  # readers always say why there is no frame; this is a safety net
-        raise CappedInputError([Problem(str(path), None, None, None, "a file that can be read")])
+        raise InputError([Problem(str(path), None, None, None, "a file that can be read")])
     return frame
 
 
 def read_inputs(
     institutions_path: Path, findings_path: Path, *, rules: RuleSet
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read and check both input files: normalised frames, or one CappedInputError with every
+    """Read and check both input files: normalised frames, or one InputError with every
     problem of both files (reading and content alike)."""
     institutions, institution_problems = read_raw(institutions_path)
     findings, finding_problems = read_raw(findings_path)
@@ -89,7 +90,9 @@ def read_raw(path: Path) -> Read:
     try:
         return reader(path, file)
     except OSError as exc:
-        return None, _one(file, f"a file that can be opened ({exc.strerror or exc})")
+        return None, ProblemList.whole_file(
+            file, f"a file that can be opened ({exc.strerror or exc})"
+        )
 
 
 # CSV -------------------------------------------------------------------------------------
@@ -105,7 +108,9 @@ def _read_csv(path: Path, file: str) -> Read:
     if not _is_utf8(data):
         return None, ProblemList([_encoding_problem(file, data)])
     if not data or data.isspace():
-        return None, _one(file, "a header row naming the columns (the file is empty)")
+        return None, ProblemList.whole_file(
+            file, "a header row naming the columns (the file is empty)"
+        )
     ragged: list[object] = []
 
     def skip(row: object) -> str:
@@ -163,8 +168,7 @@ def _read_csv_exactly(data: bytes, file: str) -> Read:
             if not any(record):
                 continue
             if len(record) > width and any(record[width:]):
-                _add(
-                    problems,
+                problems.add(
                     Problem(
                         file,
                         number,
@@ -179,7 +183,7 @@ def _read_csv_exactly(data: bytes, file: str) -> Read:
             numbers.append(number)
     except csv.Error as exc:
         line = records.line_num
-        return None, _one(file, f"well-formed CSV (line {line}: {exc})")
+        return None, ProblemList.whole_file(file, f"well-formed CSV (line {line}: {exc})")
     frame = pd.DataFrame(rows, columns=header, index=numbers, dtype="str")
     if not rows:
         frame = pd.DataFrame({name: pd.Series([], dtype="str") for name in header})
@@ -240,18 +244,20 @@ def _read_json(path: Path, file: str) -> Read:
     except UnicodeDecodeError:
         return None, ProblemList([_encoding_problem(file, data)])
     except json.JSONDecodeError as exc:
-        return None, _one(
+        return None, ProblemList.whole_file(
             file, f"valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg.lower()})"
         )
     if not isinstance(document, list):
-        return None, _one(file, 'a JSON list of objects, one per row: [{"uscc": …}, …]')
+        return None, ProblemList.whole_file(
+            file, 'a JSON list of objects, one per row: [{"uscc": …}, …]'
+        )
     problems = ProblemList()
     names: dict[str, None] = {}
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
     for number, item in enumerate(document, start=1):
         if not isinstance(item, dict):
-            _add(problems, Problem(file, number, None, None, "an object {…} for each row"))
+            problems.add(Problem(file, number, None, None, "an object {…} for each row"))
             continue
         names.update(dict.fromkeys(item))
         rows.append(
@@ -271,7 +277,7 @@ def _json_text(file: str, number: int, key: str, value: Any, problems: ProblemLi
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _number_text(value)
     text = json.dumps(value, ensure_ascii=False)
-    _add(problems, Problem(file, number, key, text, "text or a number"))
+    problems.add(Problem(file, number, key, text, "text or a number"))
     return text
 
 
@@ -287,7 +293,7 @@ def _read_xlsx(path: Path, file: str) -> Read:
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
-        return None, _one(
+        return None, ProblemList.whole_file(
             file, f"an Excel .xlsx workbook; this file is not one or is damaged ({exc!s:.80})"
         )
     try:
@@ -345,7 +351,9 @@ def _read_parquet(path: Path, file: str) -> Read:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, ValueError) as exc:
-        return None, _one(file, f"a Parquet file that can be read ({type(exc).__name__})")
+        return None, ProblemList.whole_file(
+            file, f"a Parquet file that can be read ({type(exc).__name__})"
+        )
     frame = table.to_pandas(date_as_object=False)
     frame = frame.reset_index(drop=frame.index.names == [None])
     frame.index = np.arange(1, len(frame) + 1)
@@ -388,14 +396,3 @@ def _unknown_extension(file: str, suffix: str) -> Problem:
 
 def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _one(file: str, expected: str) -> ProblemList:
-    return ProblemList([Problem(file, None, None, None, expected)])
-
-
-def _add(problems: ProblemList, problem: Problem) -> None:
-    """Count every problem, list at most MAX_PROBLEMS."""
-    problems.total += 1
-    if len(problems) < MAX_PROBLEMS:
-        problems.append(problem)

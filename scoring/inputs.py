@@ -3,7 +3,7 @@
 Nothing may be rated from input with errors, and a supervisor fixing a file wants every
 problem at once, each located by file, row, column and value with what was expected. So the
 checks here never stop at the first problem: `validate` runs all of them on both tables and
-raises one `CappedInputError` listing everything found.
+raises one `InputError` listing everything found.
 
 Raw frames come from `scoring.input_files` (or any caller): one row per data row, the index holding
 the row number a person would look for (spreadsheet row, header = row 1; 1-based position for
@@ -22,7 +22,7 @@ fail, so clean columns pass through without a copy.
 Report cap: a file with a wrong column in a million rows would otherwise list a million
 lines. Each table's report and the combined report list at most `MAX_PROBLEMS` problems:
 whole-file problems (columns) first, then bad cells by row. The count of everything found is
-kept in `ProblemList.total` and `CappedInputError.total`, and the message ends with
+kept in `ProblemList.total` and `InputError.total`, and the message ends with
 "… and N more".
 """
 
@@ -33,6 +33,7 @@ import difflib
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -43,11 +44,11 @@ import pyarrow.compute as pc
 
 from scoring import uscc as credit_code
 from scoring.errors import InputError, Problem
+from scoring.problems import MAX_PROBLEMS, ProblemList, raise_problems
 from scoring.rules import RuleSet
 from scoring.uscc_columns import listed
 from scoring.uscc_columns import valid as valid_code
 
-MAX_PROBLEMS = 1000
 """At most this many problems are listed per table and per report; the rest are counted."""
 
 MAX_COUNT = 1_000_000
@@ -59,9 +60,36 @@ ROW_ID = "#{row}"
 DATE_DTYPE = "datetime64[us]"
 """dtype of `occurred_on` in normalised findings (pandas' own default resolution)."""
 
-INSTITUTION_STATUSES = ("operating", "suspended", "closed")
-FINDING_SOURCES = ("inspection", "complaint", "penalty", "self_report", "platform", "other")
-FINDING_STATUSES = ("active", "revoked")
+
+class InstitutionStatus(StrEnum):
+    """Closed institutions are listed as not rated; suspended ones are rated and marked."""
+
+    operating = "operating"
+    suspended = "suspended"
+    closed = "closed"
+
+
+class FindingSource(StrEnum):
+    """Where a finding came from."""
+
+    inspection = "inspection"
+    complaint = "complaint"
+    penalty = "penalty"
+    self_report = "self_report"
+    platform = "platform"
+    other = "other"
+
+
+class FindingStatus(StrEnum):
+    """A revoked finding (overturned on objection or review) stays on record, not counted."""
+
+    active = "active"
+    revoked = "revoked"
+
+
+INSTITUTION_STATUSES = tuple(s.value for s in InstitutionStatus)
+FINDING_SOURCES = tuple(s.value for s in FindingSource)
+FINDING_STATUSES = tuple(s.value for s in FindingStatus)
 
 
 @dataclass(frozen=True)
@@ -79,7 +107,7 @@ class Columns:
 
 INSTITUTION_COLUMNS = Columns(
     required=("uscc", "name", "district_code", "licence_no"),
-    optional={"address": "", "status": "operating"},
+    optional={"address": "", "status": InstitutionStatus.operating.value},
     order=("uscc", "name", "district_code", "licence_no", "address", "status"),
 )
 FINDING_COLUMNS = Columns(
@@ -87,9 +115,9 @@ FINDING_COLUMNS = Columns(
     optional={
         "finding_id": ROW_ID,
         "count": "1",
-        "source": "other",
+        "source": FindingSource.other.value,
         "reference": "",
-        "status": "active",
+        "status": FindingStatus.active.value,
         "note": "",
     },
     order=(
@@ -134,48 +162,6 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 
-class ProblemList(list[Problem]):
-    """Problems found in input, at most `MAX_PROBLEMS` listed; `total` counts all of them."""
-
-    def __init__(self, problems: Iterable[Problem] = (), *, total: int | None = None) -> None:
-        super().__init__(problems)
-        self.total = len(self) if total is None else total
-
-
-class CappedInputError(InputError):
-    """The InputError raised by this module and `scoring.input_files`.
-
-    `problems` lists at most `MAX_PROBLEMS` problems (whole-file ones first, then by row);
-    `total` counts every problem found, and the message says how many were left out.
-    """
-
-    def __init__(self, problems: list[Problem], *, total: int | None = None) -> None:
-        super().__init__(problems)
-        self.total = len(problems) if total is None else total
-        lines = [f"{self.total} problem(s) in the input; nothing was rated:"]
-        lines += [f"  - {p}" for p in problems]
-        if self.total > len(problems):
-            lines.append(f"  … and {self.total - len(problems)} more")
-        self.args = ("\n".join(lines),)
-
-
-def raise_problems(*groups: Iterable[Problem]) -> None:
-    """Raise one CappedInputError with the problems of every group; return when there are none.
-
-    Groups are kept in order (one per file), whole-file problems of every group come first,
-    and the list is capped at `MAX_PROBLEMS`; a `ProblemList` contributes its full `total`.
-    """
-    problems: list[Problem] = []
-    total = 0
-    for group in groups:
-        listed = list(group)
-        problems += listed
-        total += group.total if isinstance(group, ProblemList) else len(listed)
-    if total:
-        ordered = sorted(problems, key=lambda p: p.row is not None)  # stable: files stay in order
-        raise CappedInputError(ordered[:MAX_PROBLEMS], total=total)
-
-
 def validate(
     institutions_raw: pd.DataFrame | None,
     findings_raw: pd.DataFrame | None,
@@ -185,7 +171,7 @@ def validate(
     findings_file: str,
     reading: Iterable[Iterable[Problem]] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Normalised institutions and findings, or one CappedInputError listing every problem.
+    """Normalised institutions and findings, or one InputError listing every problem.
 
     A finding must name an institution of the institutions file; a code that is itself bad in
     the institutions file is reported there only, not again for each of its findings.
@@ -208,7 +194,7 @@ def validate(
     raise_problems(*groups)
     if institutions is None or findings is None:
         unread = institutions_file if institutions is None else findings_file
-        raise CappedInputError([Problem(unread, None, None, None, "a file that can be read")])
+        raise InputError([Problem(unread, None, None, None, "a file that can be read")])
     return institutions, findings
 
 

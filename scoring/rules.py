@@ -11,8 +11,6 @@ fed by tests directly; `scoring.shipped.load_rules` reads the files.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,12 +21,16 @@ from typing import Annotated, Any, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scoring.errors import RulesError
+from scoring.hashing import json_sha256
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Points = Annotated[int, Field(ge=1, le=1000, strict=True)]
 DatedPoints = dict[date, Points]
 """Values keyed by the day they came into force."""
 T = TypeVar("T")
+
+MIN_YEAR, MAX_YEAR = 2022, 2100
+"""The rating years anything accepts: from the measure's first (in force from 2022-12-03)."""
 
 
 class Mode(StrEnum):
@@ -283,8 +285,7 @@ class RulesInForce:
     @cached_property
     def content_hash(self) -> str:
         """sha256 of the values in force: equal hashes mean the same measure was applied."""
-        canonical = json.dumps(self.as_data(), ensure_ascii=False, sort_keys=True, default=str)
-        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return json_sha256(self.as_data(), "sorted")
 
 
 def parse_rules(documents: Mapping[str, Any]) -> RuleSet:

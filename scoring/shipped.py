@@ -1,7 +1,15 @@
-"""Reading the rules directory from disk; the checking itself is `scoring.rules.parse_rules`."""
+"""What ships with the package: the measure as YAML (`rules/`) and the sample district
+(`data/`); and reading a rules directory from disk.
+
+Both folders sit at the top of the repository, where supervisors edit them, and travel inside
+the wheel (as `scoring/_shipped/rules` and `scoring/_shipped/data`, see pyproject.toml), so an
+installed `credit-rating` rates the sample from any directory. The checking itself is
+`scoring.rules.parse_rules`.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +18,19 @@ import yaml
 from scoring.errors import RulesError
 from scoring.rules import RULE_FILES, RuleSet, parse_rules
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RULES_DIR = PROJECT_ROOT / "rules"
-SAMPLE_DIR = PROJECT_ROOT / "data"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _shipped(folder: str) -> Path:
+    """`folder` inside an installed wheel, or at the top of the checkout this runs from."""
+    inside = _PACKAGE / "_shipped" / folder
+    return inside if inside.is_dir() else _PACKAGE.parent / folder
+
+
+RULES_DIR = _shipped("rules")
+SAMPLE_DIR = _shipped("data")
+SAMPLE_INSTITUTIONS = SAMPLE_DIR / "institutions.csv"
+SAMPLE_FINDINGS = SAMPLE_DIR / "findings.csv"
 
 
 def load_rules(directory: Path = RULES_DIR) -> RuleSet:
@@ -30,3 +48,10 @@ def load_rules(directory: Path = RULES_DIR) -> RuleSet:
         return parse_rules(documents)
     except RulesError as exc:
         raise RulesError(str(directory / exc.file), exc.rule, exc.reason) from None
+
+
+@cache
+def scale_names(directory: Path = RULES_DIR) -> tuple[str, ...]:
+    """The grade scales a rules directory defines (`four`, `five` in the shipped measure):
+    what settings, requests and the command line may name."""
+    return tuple(scale.code for scale in load_rules(directory).scales)

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
+from scoring.inputs import FINDING_SOURCES, INSTITUTION_STATUSES
 from scoring.rules import Mode, RuleSet, RulesInForce
 from scoring.uscc import ALPHABET, WEIGHTS
 
@@ -87,7 +88,7 @@ SOURCE_OF_INDICATOR = {
     "no_penalties": "penalty",
     "annual_inspection_passed": "other",
 }
-SOURCES = ("inspection", "complaint", "penalty", "self_report", "platform", "other")
+SOURCES = FINDING_SOURCES
 SOURCE_SHARES = (0.64, 0.22, 0.005, 0.04, 0.03, 0.065)
 
 CLEAN_SHARE = 0.6  # institutions with no finding at all, in any year
@@ -169,7 +170,7 @@ ROADS = [
     "新城路",
 ]
 HOUSE_NUMBERS = 200
-STATUSES = ("operating", "suspended", "closed")
+STATUSES = INSTITUTION_STATUSES
 STATUS_SHARES = (0.96, 0.03, 0.01)
 
 _BODY_SPACE = 31**7  # the 7 free characters after "MJ" in the organisation code part

@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from scoring.shipped import load_rules
 from scoring.synthetic import synthetic_district
+from service.core.clock import now
 from service.core.database import make_engine, writing
 from service.core.migrate import upgrade
 from service.core.tables import institutions
-from service.ratings import snapshots
+from service.ratings import publishing, snapshots
 from service.records import storage
 
 YEAR = 2023
@@ -32,18 +33,18 @@ def main(url: str) -> None:
         if conn.execute(select(institutions.c.uscc).limit(1)).first() is None:
             inst, found = synthetic_district(SIZE, SIZE * 3, year=YEAR, seed=7, rules=rules)
             storage.import_frames(
-                conn, institution_frame=inst, finding_frame=found, by="crash", at=snapshots.now()
+                conn, institution_frame=inst, finding_frame=found, by="crash", at=now()
             )
     print("ready", flush=True)
     n = 0
     while True:
         n += 1
         with writing(engine) as conn:
-            snapshots.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="crash")
+            publishing.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="crash")
         with writing(engine) as conn:
             first = snapshots.published(conn, year=YEAR, required=False) is None
             reason = None if first else f"correction {n}"
-            snapshots.publish(conn, year=YEAR, revision=None, reason=reason, by="crash")
+            publishing.publish(conn, year=YEAR, revision=None, reason=reason, by="crash")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import sys
 
 from service.core.database import make_engine
 from service.sharing import delivery
-from service.sharing.delivery import HttpPlatform, RetryPolicy
+from service.sharing.delivery import RetryPolicy
+from service.sharing.platform import HttpPlatform
 
 
 def main(database_url: str, platform_url: str, secret: str) -> None:

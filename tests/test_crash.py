@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from service.core.database import make_engine, reading
 from service.core.tables import institutions, snapshot_rows
-from service.ratings import snapshots
+from service.ratings import integrity, snapshots
 from tests.servers import ROOT
 
 KILLS = 6
@@ -54,7 +54,7 @@ def test_sigkill_while_writing_leaves_whole_snapshots_and_an_intact_chain(
                         .where(snapshot_rows.c.snapshot_id == snap.id)
                     )
                     assert rows == size, f"kill {kill}: snapshot {snap.revision} has {rows} rows"
-                assert snapshots.verify(conn) == [], f"kill {kill}"
+                assert integrity.verify(conn) == [], f"kill {kill}"
             seen = len(stored)
         assert seen >= 2, "the writer never got a snapshot written: kills came too early"
     finally:

@@ -23,12 +23,11 @@ from scoring.input_files import read_inputs, read_table
 from scoring.inputs import (
     FINDING_COLUMNS,
     INSTITUTION_COLUMNS,
-    MAX_PROBLEMS,
-    CappedInputError,
     validate,
     validate_findings,
     validate_institutions,
 )
+from scoring.problems import MAX_PROBLEMS
 from scoring.rules import RuleSet
 from scoring.shipped import load_rules
 
@@ -381,7 +380,7 @@ def test_validate_raises_one_error_listing_both_files(rules: RuleSet) -> None:
 
 def test_report_is_capped_but_counts_every_problem(rules: RuleSet) -> None:
     rows = [finding(count="0")] * (MAX_PROBLEMS + 500)
-    with pytest.raises(CappedInputError) as caught:
+    with pytest.raises(InputError) as caught:
         validate(
             institutions_raw(),
             findings_raw(rows),
@@ -398,7 +397,7 @@ def test_report_is_capped_but_counts_every_problem(rules: RuleSet) -> None:
 
 def test_whole_file_problems_are_listed_before_capped_rows(rules: RuleSet) -> None:
     rows = [finding(count="0", typo="")] * (MAX_PROBLEMS + 1)
-    with pytest.raises(CappedInputError) as caught:
+    with pytest.raises(InputError) as caught:
         validate(
             institutions_raw(),
             findings_raw(rows),

@@ -26,13 +26,15 @@ from typer.testing import CliRunner
 from scoring.shipped import load_rules
 from service.cli import app
 from service.core.database import make_engine, reading, writing
+from service.core.errors import Conflict
 from service.core.migrate import upgrade
+from service.core.settings import SharingConfig
 from service.core.tables import deliveries, delivery_attempts
-from service.ratings import snapshots
+from service.ratings import publishing, snapshots
 from service.records.importing import import_files
 from service.sharing import delivery, outbox
-from service.sharing.delivery import Answer, HttpPlatform, RetryPolicy
-from service.sharing.outbox import SharingConfig
+from service.sharing.delivery import RetryPolicy
+from service.sharing.platform import Answer, HttpPlatform, classify
 from tests.conftest import SAMPLE_FILES, Keys
 from tests.fake_platform import (
     DROP_AFTER,
@@ -61,9 +63,9 @@ def platform() -> Iterator[FakePlatform]:
 
 def publish(engine: Engine, year: int = 2023, reason: str | None = None) -> snapshots.Snapshot:
     with writing(engine) as conn:
-        snapshots.compute_draft(conn, rules=load_rules(), year=year, scale="four", by="tests")
+        publishing.compute_draft(conn, rules=load_rules(), year=year, scale="four", by="tests")
     with writing(engine) as conn:
-        return snapshots.publish(
+        return publishing.publish(
             conn, year=year, revision=None, reason=reason, by="tests", sharing=CONFIG
         )
 
@@ -125,8 +127,8 @@ def test_publishing_queues_the_delivery_in_the_same_transaction(loaded: Engine) 
     ]
     assert all(str(b["batch_id"]).startswith("120111-2023-r1-") for b in queued)
     # A publish that fails queues nothing: the Conflict rolls the whole transaction back.
-    with pytest.raises(snapshots.Conflict), writing(loaded) as conn:
-        snapshots.publish(conn, year=2023, revision=None, reason=None, by="t", sharing=CONFIG)
+    with pytest.raises(Conflict), writing(loaded) as conn:
+        publishing.publish(conn, year=2023, revision=None, reason=None, by="t", sharing=CONFIG)
     assert len(batches(loaded)) == 4
     assert published.chain_hash
 
@@ -189,7 +191,7 @@ def test_a_rejection_is_not_retried_and_can_be_requeued(
     assert "不是有效等级" in str(dead["last_error"])
     with writing(loaded) as conn:
         outbox.requeue(conn, batch=str(dead["batch_id"]))
-        with pytest.raises(outbox.OutboxError):
+        with pytest.raises(Conflict):
             outbox.requeue(conn, batch=str(dead["batch_id"]))  # pending now, not dead
     assert share(loaded, platform).complete
     assert_exactly_once(loaded, platform)
@@ -309,7 +311,7 @@ def test_answers_are_classified_as_the_wire_format_says() -> None:
     import httpx
 
     def answer(status: int, **kwargs: object) -> Answer:
-        return delivery.classify(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
+        return classify(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
 
     assert answer(201, json={"receipt_id": "R1"}).outcome == "delivered"
     assert answer(200, json={}).outcome == "retry"  # a success without a receipt proves nothing

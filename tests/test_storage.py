@@ -35,10 +35,11 @@ from scoring.shipped import SAMPLE_DIR, load_rules
 from service.api import keys
 from service.cli import commands
 from service.core.database import make_engine, reading, writing
+from service.core.errors import Conflict, NotFound
 from service.core.migrate import upgrade
 from service.core.tables import api_keys, findings, institutions, snapshot_rows
 from service.core.tables import snapshots as snapshot_table
-from service.ratings import snapshots
+from service.ratings import integrity, publishing, snapshots
 from service.records import storage
 from service.records.importing import import_files
 from tests.servers import ROOT, create_database
@@ -55,7 +56,7 @@ SAMPLE_FINDINGS = 65
 
 def compute(engine: Engine, year: int = 2023, *, by: str = "tests") -> snapshots.Snapshot:
     with writing(engine) as conn:
-        return snapshots.compute_draft(conn, rules=RULES, year=year, scale="four", by=by)
+        return publishing.compute_draft(conn, rules=RULES, year=year, scale="four", by=by)
 
 
 def publish(
@@ -67,12 +68,12 @@ def publish(
     by: str = "tests",
 ) -> snapshots.Snapshot:
     with writing(engine) as conn:
-        return snapshots.publish(conn, year=year, revision=revision, reason=reason, by=by)
+        return publishing.publish(conn, year=year, revision=revision, reason=reason, by=by)
 
 
 def verify(engine: Engine) -> list[str]:
     with reading(engine) as conn:
-        return snapshots.verify(conn)
+        return integrity.verify(conn)
 
 
 def sql(engine: Engine, statement: str) -> None:
@@ -150,10 +151,10 @@ def test_a_draft_has_the_hash_of_rating_the_sample_files_directly(
     loaded: Engine, sample: tuple[Any, Any]
 ) -> None:
     """The database gives the engine exactly what the files give it: same digest, same hash."""
-    header, rows = snapshots.rate_rows(*sample, RULES, 2023, "four")
+    header, rows = publishing.rate_rows(*sample, RULES, 2023, "four")
     draft = compute(loaded, 2023)
     assert draft.input_digest == header["input_digest"]
-    assert draft.content_hash == snapshots.content_hash(header, rows)
+    assert draft.content_hash == integrity.content_hash(header, rows)
 
 
 def test_publishing_makes_the_draft_the_years_official_result(loaded: Engine) -> None:
@@ -166,7 +167,7 @@ def test_publishing_makes_the_draft_the_years_official_result(loaded: Engine) ->
     assert (done.id, done.status, done.revision) == (draft.id, "published", 1)
     assert done.content_hash == draft.content_hash
     assert done.published_by == "李科长" and done.published_at is not None
-    assert (done.chain_seq, done.prev_hash) == (1, snapshots.GENESIS)
+    assert (done.chain_seq, done.prev_hash) == (1, integrity.GENESIS)
     assert done.supersedes is None and done.reason is None
     with reading(loaded) as conn:
         assert snapshots.published(conn, year=2023) == done
@@ -178,11 +179,11 @@ def test_publishing_a_published_year_again_without_a_new_draft_is_a_conflict(
 ) -> None:
     compute(loaded, 2023)
     publish(loaded, 2023)
-    with pytest.raises(snapshots.Conflict, match="already published"):
+    with pytest.raises(Conflict, match="already published"):
         publish(loaded, 2023)
-    with pytest.raises(snapshots.Conflict, match="already published"):
+    with pytest.raises(Conflict, match="already published"):
         publish(loaded, 2023, revision=1, reason="again")
-    with pytest.raises(snapshots.NotFound):
+    with pytest.raises(NotFound):
         publish(loaded, 2024)  # nothing computed for 2024
 
 
@@ -256,12 +257,12 @@ def test_a_correction_needs_a_reason_and_supersedes_the_published_revision(
     draft = compute(loaded, 2023)  # revision 3, without the revoked finding
 
     for no_reason in (None, ""):
-        with pytest.raises(snapshots.Conflict, match="needs a reason"):
+        with pytest.raises(Conflict, match="needs a reason"):
             publish(loaded, 2023, reason=no_reason)
     with reading(loaded) as conn:
         assert snapshots.published(conn, year=2023) == first
     corrected = publish(loaded, 2023, reason="复议撤销原检查记录")
-    with pytest.raises(snapshots.Conflict, match="older than the published"):
+    with pytest.raises(Conflict, match="older than the published"):
         publish(loaded, 2023, revision=2, reason="stale")
 
     assert corrected.revision == draft.revision == 3 and corrected.status == "published"
@@ -333,9 +334,9 @@ def test_findings_cannot_be_deleted_and_a_revoked_finding_is_final(loaded: Engin
     refused(
         loaded, "UPDATE findings SET revoke_reason = '' WHERE finding_id = 'XQ-2023-0001'", "final"
     )
-    with writing(loaded) as conn, pytest.raises(storage.Conflict, match="already revoked"):
+    with writing(loaded) as conn, pytest.raises(Conflict, match="already revoked"):
         storage.revoke(conn, finding_id="XQ-2023-0001", by="x", reason="again", at=now())
-    with writing(loaded) as conn, pytest.raises(storage.NotFound):
+    with writing(loaded) as conn, pytest.raises(NotFound):
         storage.revoke(conn, finding_id="XQ-NOPE", by="x", reason="x", at=now())
 
 
@@ -423,7 +424,7 @@ def test_verify_notices_rows_rewritten_together_with_their_content_hash(loaded: 
     with reading(loaded) as conn:
         rows = snapshots.rows_of(conn, target)
     rows[0]["score"] -= 10
-    forged = snapshots.content_hash(snapshots._as_dict(target), rows)
+    forged = integrity.content_hash(snapshots.as_dict(target), rows)
     sql(
         loaded,
         f"UPDATE snapshot_rows SET score = score - 10 WHERE snapshot_id = {target.id} "
@@ -558,11 +559,11 @@ def test_importing_a_stored_finding_id_with_different_content_is_a_conflict(
         tmp_path / "findings.csv",
         [{**original, "finding_id": "T-NEW"}, {**original, "count": "3"}],
     )
-    with pytest.raises(storage.Conflict, match="XQ-2023-0001"):
+    with pytest.raises(Conflict, match="XQ-2023-0001"):
         import_files(loaded, [changed], rules=RULES, by="tests")
     with reading(loaded) as conn:
         assert storage.get_finding(conn, "XQ-2023-0001")["count"] == int(original["count"] or 1)
-        with pytest.raises(storage.NotFound):
+        with pytest.raises(NotFound):
             storage.get_finding(conn, "T-NEW")
 
 
@@ -601,7 +602,7 @@ def test_concurrent_publishes_of_a_year_give_exactly_one_published_snapshot(
     won = [o for o in outcomes if isinstance(o, snapshots.Snapshot)]
     lost = [o for o in outcomes if not isinstance(o, snapshots.Snapshot)]
     assert len(won) == 1
-    assert all(isinstance(o, snapshots.Conflict) for o in lost), lost
+    assert all(isinstance(o, Conflict) for o in lost), lost
     with reading(loaded) as conn:
         assert [s.status for s in snapshots.revisions(conn, year=2023)] == ["published"]
     assert verify(loaded) == []
@@ -615,7 +616,7 @@ def test_concurrent_corrections_of_a_year_give_exactly_one_successor(loaded: Eng
         8, lambda i: publish(loaded, 2023, revision=2, reason=f"更正 {i}", by=f"clerk {i}")
     )
     assert sum(isinstance(o, snapshots.Snapshot) for o in outcomes) == 1
-    assert all(isinstance(o, snapshots.Snapshot | snapshots.Conflict) for o in outcomes)
+    assert all(isinstance(o, snapshots.Snapshot | Conflict) for o in outcomes)
     assert verify(loaded) == []
 
 
@@ -634,7 +635,7 @@ def test_concurrent_computes_and_publishes_never_fail_with_a_database_error(
             try:
                 publish(loaded, year, reason=f"round {round_} by {i}", by=f"clerk {i}")
                 published += 1
-            except snapshots.Conflict:
+            except Conflict:
                 pass
         return published
 
@@ -737,8 +738,8 @@ def test_a_member_of_credit_app_may_rate_and_publish_but_never_delete(
     draft = compute(postgres_loaded, 2023)
     with writing(postgres_loaded) as conn:  # the service's own work needs no more rights
         conn.exec_driver_sql(f'SET LOCAL ROLE "{app_role}"')
-        snapshots.publish(conn, year=2023, revision=None, reason=None, by="app")
-        again = snapshots.compute_draft(conn, rules=RULES, year=2023, scale="four", by="app")
+        publishing.publish(conn, year=2023, revision=None, reason=None, by="app")
+        again = publishing.compute_draft(conn, rules=RULES, year=2023, scale="four", by="app")
         storage.revoke(conn, finding_id="XQ-2023-0001", by="app", reason="异议成立", at=now())
 
     drop_guards(postgres_loaded)  # privileges hold even without the triggers

@@ -1,4 +1,5 @@
-"""Dependencies shared by the routes: the database, the rules, and access control.
+"""Dependencies shared by the routes, as named types: the database, the rules, access control,
+and the path and query parameters several routes take (years, revisions, pages).
 
 Access is deny-by-default: every route must depend on `requires(...)` (named roles) or
 `public_or(...)` (anyone; a key, if sent, must be valid). A test walks all routes and fails on
@@ -10,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from scoring.rules import RuleSet
+from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet
 from service.api import keys
 from service.api.caches.memory import ReadCache
 from service.api.keys import Principal, Role
+from service.api.schemas import NO_NUL
 from service.core.database import reading
 from service.core.settings import Settings
 
@@ -116,3 +118,14 @@ def access_of(dependency: Any) -> tuple[str, ...] | None:
 Supervisor = Annotated[Principal, Depends(requires(Role.SUPERVISOR))]
 Reader = Annotated[Principal, Depends(requires(Role.SUPERVISOR, Role.ANALYST))]
 Anyone = Annotated[Principal | None, Depends(public_or())]
+Sharer = Annotated[Principal, Depends(requires(Role.SHARING, Role.SUPERVISOR))]
+
+# Parameters ---------------------------------------------------------------------------------
+
+YearPath = Annotated[int, Path(ge=MIN_YEAR, le=MAX_YEAR, examples=[2023])]
+YearQuery = Annotated[int, Query(ge=MIN_YEAR, le=MAX_YEAR, examples=[2023])]
+OptionalYear = Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR)]
+Revision = Annotated[int | None, Query(ge=1, le=1_000_000, description="A revision number")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+FindingId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from service.core.clock import now
 from service.core.tables import api_keys
-from service.ratings.snapshots import now
 
 
 class Role(StrEnum):

@@ -1,7 +1,12 @@
 """Every error as an RFC 9457 problem (application/problem+json), mapped in this one place.
 
-Domain code raises its own errors (scoring.errors, store and snapshot errors); only here do
-they become HTTP statuses, so the scorer and the storage never know about HTTP.
+Domain code raises the errors of its two trees (`scoring.errors`, `service.core.errors`); only
+here do they become HTTP statuses, so the scorer and the storage never know about HTTP:
+
+    ServiceError   NotFound 404 · Conflict 409 · InvalidInput 422 · NotConfigured 409
+    ScoringError   InputError 422 (every problem listed) · RulesError 422 ·
+                   UnknownInstitution 404 · any other 422
+    anything else  500, a problem document naming the exception's class, never a traceback
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from scoring.errors import InputError, RulesError, ScoringError, UnknownInstitution
-from service.ratings import snapshots
-from service.records import storage
-from service.sharing import outbox
+from service.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, ServiceError
 
 MEDIA_TYPE = "application/problem+json"
+
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflict"),
+    InvalidInput: (422, "Invalid input"),
+    NotConfigured: (409, "Not configured"),
+    UnknownInstitution: (404, "Not found"),
+    RulesError: (422, "Invalid rules"),
+    ScoringError: (422, "Cannot rate"),
+}
+"""Status and title of each domain error, by its nearest class here (InputError, whose every
+problem is listed, has a handler of its own)."""
 
 
 class Problem(BaseModel):
@@ -88,36 +103,14 @@ def install(app: FastAPI) -> None:
         detail = f"{len(exc.problems)} problem(s) in the input; nothing was stored"
         return problem_response(422, "Invalid input", detail, errors=errors)
 
-    @app.exception_handler(RulesError)
-    async def _rules(_: Request, exc: RulesError) -> JSONResponse:
-        return problem_response(422, "Invalid rules", str(exc))
+    async def _domain(_: Request, exc: Exception) -> JSONResponse:
+        status, title = next(STATUS[k] for k in type(exc).__mro__ if k in STATUS)
+        return problem_response(status, title, str(exc))
 
-    @app.exception_handler(storage.UnknownCode)
-    async def _unknown_code(_: Request, exc: storage.UnknownCode) -> JSONResponse:
-        return problem_response(422, "Invalid input", str(exc))
-
-    @app.exception_handler(UnknownInstitution)
-    async def _unknown(_: Request, exc: UnknownInstitution) -> JSONResponse:
-        return problem_response(404, "Not found", str(exc))
-
-    @app.exception_handler(ScoringError)
-    async def _scoring(_: Request, exc: ScoringError) -> JSONResponse:
-        return problem_response(422, "Cannot rate", str(exc))
+    app.add_exception_handler(ServiceError, _domain)
+    app.add_exception_handler(ScoringError, _domain)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         # A bug, not a client error: still a problem document, never a stack trace.
         return problem_response(500, "Internal error", type(exc).__name__)
-
-    for not_found in (storage.NotFound, snapshots.NotFound):
-        app.add_exception_handler(not_found, _not_found)
-    for conflict in (storage.Conflict, snapshots.Conflict, outbox.OutboxError):
-        app.add_exception_handler(conflict, _conflict)
-
-
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
-    return problem_response(404, "Not found", str(exc))
-
-
-async def _conflict(_: Request, exc: Exception) -> JSONResponse:
-    return problem_response(409, "Conflict", str(exc))

@@ -13,8 +13,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from scoring import uscc as uscc_check
 from scoring.explain import Explanation
-
-MIN_YEAR, MAX_YEAR = 2022, 2100
+from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
+from scoring.rules import MAX_YEAR, MIN_YEAR
+from scoring.shipped import scale_names
+from service.ratings.dry_run import DryRun
+from service.sharing.delivery import RunReport
 
 
 def _valid_uscc(code: str) -> str:
@@ -35,7 +38,21 @@ Text = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
 Reason = Annotated[
     str, Field(min_length=1, max_length=2000, pattern=NO_NUL, examples=["复议撤销原处罚决定"])
 ]
-Scale = Literal["four", "five"]
+
+
+def _known_scale(name: str) -> str:
+    if name not in scale_names():
+        raise ValueError(f"a grade scale of the rules: {', '.join(scale_names())}")
+    return name
+
+
+def _list_scales(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(scale_names())
+
+
+ScaleName = Annotated[
+    str, Field(max_length=64, json_schema_extra=_list_scales), AfterValidator(_known_scale)
+]
 Day = Annotated[date, Field(ge=date(MIN_YEAR, 1, 1), le=date(MAX_YEAR, 12, 31))]
 
 
@@ -53,7 +70,7 @@ class InstitutionCreate(Strict):
         str, Field(min_length=1, max_length=100, examples=["教民11201117000001号"])
     ]
     address: Text = ""
-    status: Literal["operating", "suspended", "closed"] = "operating"
+    status: InstitutionStatus = InstitutionStatus.operating
 
 
 class InstitutionPublic(InstitutionCreate):
@@ -71,9 +88,7 @@ class FindingCreate(Strict):
     ]
     occurred_on: Day
     count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    source: Literal["inspection", "complaint", "penalty", "self_report", "platform", "other"] = (
-        "other"
-    )
+    source: FindingSource = FindingSource.other
     reference: Text = ""
     note: Text = ""
 
@@ -86,7 +101,7 @@ class FindingPublic(Strict):
     count: int
     source: str
     reference: str
-    status: Literal["active", "revoked"]
+    status: FindingStatus
     note: str
     recorded_at: datetime
     recorded_by: str
@@ -107,7 +122,7 @@ class ImportReport(Strict):
 
 
 class ComputeRequest(Strict):
-    scale: Scale | None = None
+    scale: ScaleName | None = None
 
 
 class PublishRequest(Strict):
@@ -177,14 +192,14 @@ class EvaluateFinding(Strict):
     indicator: Annotated[str, Field(max_length=64, pattern=NO_NUL)]
     occurred_on: Day
     count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    status: Literal["active", "revoked"] = "active"
+    status: FindingStatus = FindingStatus.active
 
 
 class EvaluateRequest(Strict):
     """A dry run: rate `year` with supplied findings and/or a candidate rule set."""
 
     year: Year
-    scale: Scale | None = None
+    scale: ScaleName | None = None
     findings: Annotated[list[EvaluateFinding], Field(max_length=100_000)] | None = Field(
         default=None,
         description="Findings to rate instead of the stored ones for the year (all of them).",
@@ -215,6 +230,20 @@ class EvaluateResponse(Strict):
     changes: int
     institutions: list[GradeChange]
 
+    @classmethod
+    def of(cls, run: DryRun) -> EvaluateResponse:
+        return cls(
+            year=run.force.year,
+            scale=run.force.scale.code,
+            ruleset_version=run.force.version,
+            rules_hash=run.force.content_hash,
+            published_revision=run.published_revision,
+            changes=run.changes,
+            institutions=[
+                GradeChange.model_validate(c, from_attributes=True) for c in run.institutions
+            ],
+        )
+
 
 class KeyInfo(Strict):
     id: int
@@ -223,3 +252,29 @@ class KeyInfo(Strict):
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+class DeliveryPublic(Strict):
+    batch_id: str
+    year: int
+    revision: int
+    batch_no: int
+    batch_count: int
+    records: int
+    state: str
+    attempts: int
+    last_error: str | None
+    receipt_id: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryRun(Strict):
+    delivered: list[str]
+    dead: list[str]
+    pending: list[str]
+    complete: bool
+
+    @classmethod
+    def of(cls, report: RunReport) -> DeliveryRun:
+        return cls.model_validate(report, from_attributes=True)

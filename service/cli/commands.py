@@ -1,8 +1,9 @@
-"""The `credit-rating` command: rate a year, explain one institution's grade.
+"""The `credit-rating` command: rate, explain, import, publish's checks, keys, sharing, serving.
 
-Thin by design: it reads files, calls the same scorer functions the service calls, and renders.
-Any error goes to stderr with a non-zero exit status, and nothing is printed on stdout then, so
-a script that pipes the output never mistakes half a result for a whole one.
+Thin by design: it reads files, calls the same functions the HTTP service calls, and renders.
+Every command fails the same way, in one place (`_reports_errors`, applied to each command as
+it is registered): a message on stderr and exit status 1, never a traceback, and nothing on
+stdout, so a script that pipes the output never mistakes half a result for a whole one.
 """
 
 from __future__ import annotations
@@ -11,37 +12,87 @@ from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from typer.models import CommandFunctionType
 
 from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
 from scoring.input_files import read_inputs
-from scoring.shipped import RULES_DIR, SAMPLE_DIR, load_rules
+from scoring.rules import MAX_YEAR
+from scoring.shipped import (
+    RULES_DIR,
+    SAMPLE_FINDINGS,
+    SAMPLE_INSTITUTIONS,
+    load_rules,
+    scale_names,
+)
 from service.api import keys
 from service.api.keys import Role
+from service.api.schemas import EvaluateResponse
 from service.cli import render
 from service.core.database import make_engine, reading, writing
+from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
 from service.core.migrate import upgrade
 from service.core.settings import Settings
-from service.ratings import snapshots
+from service.ratings import integrity, snapshots
+from service.ratings.dry_run import dry_run
 from service.records import storage
 from service.records.importing import import_files
 from service.sharing import delivery, outbox
 
-app = typer.Typer(
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str) -> NoReturn:
+    """End the command: `message` on stderr (as plain text, never markup), exit status 1."""
+    render.console(stderr=True).print(f"error: {message}", markup=False)
+    raise typer.Exit(1)
+
+
+def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn every error a person can act on into `fail`."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (ScoringError, ServiceError) as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            cause = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+            fail(f"the database refused or could not be reached: {cause[0] if cause else exc}")
+
+    return wrapper
+
+
+class _Commands(typer.Typer):
+    """A Typer whose every command reports errors through `_reports_errors`."""
+
+    def command(
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        register = super().command(*args, **kwargs)
+
+        def decorate(function: CommandFunctionType) -> CommandFunctionType:
+            register(_reports_errors(function))
+            return function
+
+        return decorate
+
+
+app = _Commands(
     help="Credit ratings of subject-type training institutions (学科类校外培训机构信用评价).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Format(StrEnum):
@@ -50,12 +101,8 @@ class Format(StrEnum):
     csv = "csv"
 
 
-class Scale(StrEnum):
-    four = "four"
-    five = "five"
-
-
-Year = Annotated[int, typer.Option(min=2000, max=2100, help="Rating year (calendar year).")]
+# Years before the measure are refused by the rules themselves, which say when it began.
+Year = Annotated[int, typer.Option(min=1, max=MAX_YEAR, help="Rating year (calendar year).")]
 Institutions = Annotated[
     Path,
     typer.Option(help="Institutions file (.csv, .json, .xlsx, .parquet).", show_default=False),
@@ -64,39 +111,37 @@ Findings = Annotated[
     Path, typer.Option(help="Findings file (.csv, .json, .xlsx, .parquet).", show_default=False)
 ]
 Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False)]
-ScaleOpt = Annotated[Scale, typer.Option(help="Grade scale: four classes (default) or five.")]
-
-SAMPLE_INSTITUTIONS = SAMPLE_DIR / "institutions.csv"
-SAMPLE_FINDINGS = SAMPLE_DIR / "findings.csv"
 
 
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the scorer's errors into a message on stderr and exit status 1."""
+def _known_scale(name: str | None) -> str | None:
+    if name is not None and name not in scale_names():
+        raise typer.BadParameter(f"a grade scale of the rules: {', '.join(scale_names())}")
+    return name
 
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (ScoringError, outbox.OutboxError, delivery.NotConfigured) as exc:
-            render.console(stderr=True).print(f"error: {exc}", markup=False)
-            raise typer.Exit(1) from None
 
-    return wrapper
+Scale = Annotated[
+    str | None,
+    typer.Option(
+        callback=_known_scale,
+        metavar="|".join(scale_names()),
+        help="Grade scale (default: the rules' own, four classes).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
-@reports_errors
 def rate(
     year: Year,
     institutions: Institutions = SAMPLE_INSTITUTIONS,
     findings: Findings = SAMPLE_FINDINGS,
     rules: Rules = RULES_DIR,
-    scale: ScaleOpt = Scale.four,
+    scale: Scale = None,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Rate every institution for YEAR (the sample district when no files are given)."""
     ruleset = load_rules(rules)
-    force = ruleset.in_force(year, scale.value)
+    force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
     rating = rate_district(inst, found, force)
     if format is Format.json:
@@ -110,21 +155,20 @@ def rate(
 
 
 @app.command()
-@reports_errors
 def explain(
     uscc: Annotated[str, typer.Argument(help="The institution's unified social credit code.")],
     year: Year,
     institutions: Institutions = SAMPLE_INSTITUTIONS,
     findings: Findings = SAMPLE_FINDINGS,
     rules: Rules = RULES_DIR,
-    scale: ScaleOpt = Scale.four,
+    scale: Scale = None,
     format: Annotated[
         Format, typer.Option("--format", help="table (text) or json.")
     ] = Format.table,
 ) -> None:
     """Explain one institution's score and grade for YEAR, indicator by indicator."""
     ruleset = load_rules(rules)
-    force = ruleset.in_force(year, scale.value)
+    force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
     explanation = explain_one(inst, found, force, year, uscc.strip().upper())
     if format is Format.table:
@@ -137,7 +181,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ScoringError(
+        raise NotConfigured(
             f"invalid configuration (CREDIT_* environment variables):\n{exc}"
         ) from None
 
@@ -149,7 +193,6 @@ def _engine(settings: Settings) -> Engine:
 
 
 @app.command("import")
-@reports_errors
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Institution and/or finding files.")],
     by: Annotated[str, typer.Option(help="Who records this import.")] = "cli",
@@ -165,24 +208,48 @@ def import_(
 
 
 @app.command()
-@reports_errors
 def verify() -> None:
     """Recompute every snapshot hash from the stored rows; exit 1 naming any altered one."""
     engine = _engine(_settings())
     with reading(engine) as conn:
-        problems = snapshots.verify(conn)
+        problems = integrity.verify(conn)
         count = len(snapshots.every(conn))
     if problems:
-        raise ScoringError("snapshots were altered:\n" + "\n".join(problems))
+        fail("snapshots were altered:\n" + "\n".join(problems))
     print(f"{count} snapshot(s) verified: every content hash and the hash chain match")
 
 
-keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+@app.command()
+def evaluate(
+    year: Year,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="A candidate rules directory (default: the configured rules).", show_default=False
+        ),
+    ] = None,
+    scale: Scale = None,
+    format: Annotated[
+        Format, typer.Option("--format", help="table (text) or json.")
+    ] = Format.table,
+) -> None:
+    """Dry run: rate YEAR from the stored records under RULES and compare each grade with the
+    published one. Nothing is stored."""
+    settings = _settings()
+    force = load_rules(rules or settings.rules_dir).in_force(year, scale or settings.scale)
+    with reading(_engine(settings)) as conn:
+        result = dry_run(conn, force=force)
+    if format is Format.table:
+        render.console().print(render.dry_run_table(result))
+    else:
+        print(EvaluateResponse.of(result).model_dump_json(indent=2))
+
+
+keys_app = _Commands(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("create")
-@reports_errors
 def keys_create(
     role: Annotated[Role, typer.Option(help="supervisor, sharing or analyst.")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")],
@@ -193,7 +260,6 @@ def keys_create(
 
 
 @keys_app.command("list")
-@reports_errors
 def keys_list() -> None:
     """List keys (id, name, role, prefix, created, revoked), never the keys themselves."""
     with reading(_engine(_settings())) as conn:
@@ -203,19 +269,17 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-@reports_errors
 def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
 ) -> None:
     """Revoke a key: it stops working at once."""
     with writing(_engine(_settings())) as conn:
         if not keys.revoke(conn, key_id=key_id):
-            raise ScoringError(f"no active key with id {key_id}")
+            raise NotFound(f"no active key with id {key_id}")
     print(f"key {key_id} revoked")
 
 
 @app.command()
-@reports_errors
 def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     local: Annotated[
@@ -227,7 +291,7 @@ def serve(
     engine = _engine(settings)
     if local:
         if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):
-            raise ScoringError("--local is only for the embedded SQLite database on loopback")
+            raise InvalidInput("--local is only for the embedded SQLite database on loopback")
         with reading(engine) as conn:
             empty = not storage.known_usccs(conn)
         if empty:
@@ -256,7 +320,6 @@ def serve(
 
 
 @app.command()
-@reports_errors
 def share(
     year: Annotated[int | None, typer.Option(help="Only this year's batches.")] = None,
     status: Annotated[
@@ -278,18 +341,16 @@ def share(
         with reading(engine) as conn:
             render.console().print(render.delivery_table(outbox.status(conn, year=year)))
         return
-    platform, policy = delivery.from_settings(settings)
     with reading(engine) as conn:
         todo = [b for b in outbox.status(conn, year=year) if b["state"] == "pending"]
     with render.progress(len(todo)) as advance:
-        report = delivery.run(engine, platform, year=year, policy=policy, progress=advance)
-    platform.close()
+        report = delivery.deliver(engine, settings, year=year, progress=advance)
     print(
         f"delivered {len(report.delivered)}, dead {len(report.dead)}, "
         f"still pending {len(report.pending)}"
     )
     if not report.complete:
-        raise ScoringError(
+        fail(
             "not everything was delivered: see `credit-rating share --status`"
             + (" (dead batches need `--retry BATCH` once fixed)" if report.dead else "")
         )

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from scoring.explain import Explanation
 from scoring.rules import RulesInForce, Unit
+from service.ratings.dry_run import DryRun
 
 GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "E": "bold red"}
 
@@ -143,6 +144,38 @@ def _basis(findings: list[Any], unit: str | None, deduction: int | None) -> str:
         ref = f" {f.reference}" if f.reference else ""
         lines.append(f"{f.finding_id} {f.occurred_on} {amount}{ref}")
     return "\n".join(lines)
+
+
+def dry_run_table(run: DryRun) -> Table:
+    """`credit-rating evaluate`: each institution's trial grade beside its published one."""
+    force = run.force
+    published = f"第{run.published_revision}版公示" if run.published_revision else "尚未公示"
+    table = Table(
+        title=f"{force.year}年度 信用评价试算（不保存）· {force.scale.title}",
+        caption=f"规则版本 {force.version} · {force.content_hash[:19]}… · 对照{published} · "
+        f"等级变化 {run.changes} 家",
+        box=box.SIMPLE_HEAD,
+    )
+    for name, justify in (
+        ("统一社会信用代码", "left"),
+        ("机构名称", "left"),
+        ("公示得分", "right"),
+        ("公示等级", "center"),
+        ("试算得分", "right"),
+        ("试算等级", "center"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in sorted(run.institutions, key=lambda c: (-c.score, c.uscc)):
+        grade = Text(c.grade, style=("bold " if c.changed else "") + GRADE_STYLE.get(c.grade, ""))
+        table.add_row(
+            c.uscc,
+            c.name,
+            "" if c.published_score is None else str(c.published_score),
+            c.published_grade or "",
+            str(c.score),
+            grade,
+        )
+    return table
 
 
 def console(*, stderr: bool = False) -> Console:

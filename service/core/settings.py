@@ -6,16 +6,35 @@ than failing later in the middle of a publish.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scoring.shipped import PROJECT_ROOT, RULES_DIR
-from service.sharing.outbox import SharingConfig
+from scoring.shipped import RULES_DIR, scale_names
 
-DEFAULT_DATABASE = PROJECT_ROOT / "var" / "credit-rating.db"
+
+def _default_database() -> Path:
+    """var/credit-rating.db in the checkout this runs from, or in the working directory when
+    the package is installed."""
+    checkout = RULES_DIR.parent
+    top = checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+    return top / "var" / "credit-rating.db"
+
+
+DEFAULT_DATABASE = _default_database()
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Who shares with the city platform, and how many records go in one batch."""
+
+    batch_size: int = 500
+    district_code: str = "120111"
+    bureau_name: str = "天津市西青区教育局"
+    bureau_uscc: str = "11120111MB1893104B"
 
 
 class Settings(BaseSettings):
@@ -23,17 +42,17 @@ class Settings(BaseSettings):
 
     database_url: str = f"sqlite:///{DEFAULT_DATABASE}"
     rules_dir: Path = RULES_DIR
-    scale: Annotated[str, Field(pattern=r"^(four|five)$")] = "four"
+    scale: str | None = None  # a scale of the rules (`four`, `five`); None: the rules' default
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     load_sample: bool = False  # load data/ into an empty database on start (local use)
-    district_code: Annotated[str, Field(pattern=r"^\d{6}$")] = "120111"
-    bureau_name: str = "天津市西青区教育局"
-    bureau_uscc: str = "11120111MB1893104B"
+    district_code: Annotated[str, Field(pattern=r"^\d{6}$")] = SharingConfig.district_code
+    bureau_name: str = SharingConfig.bureau_name
+    bureau_uscc: str = SharingConfig.bureau_uscc
     # The city's "双随机、一公开" platform (see the README for the wire format).
     platform_url: str | None = None
     platform_secret: SecretStr | None = None
-    platform_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    platform_batch: Annotated[int, Field(ge=1, le=100_000)] = SharingConfig.batch_size
     platform_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     platform_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     platform_backoff: Annotated[float, Field(ge=0, le=600)] = 1.0
@@ -44,6 +63,13 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite:///", "postgresql")):
             raise ValueError("CREDIT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
         return url
+
+    @model_validator(mode="after")
+    def _known_scale(self) -> Settings:
+        known = scale_names(self.rules_dir)
+        if self.scale is not None and self.scale not in known:
+            raise ValueError(f"CREDIT_SCALE must be one of {', '.join(known)}, not {self.scale!r}")
+        return self
 
     @property
     def sharing(self) -> SharingConfig:

@@ -9,8 +9,6 @@ different content is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,25 +17,11 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, select
 
 from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
+from scoring.hashing import canonical_json, sha256_hex
+from service.core.errors import Conflict, NotFound
 from service.core.tables import findings, institutions
 
 FINDING_COMPARED = ("uscc", "indicator", "occurred_on", "count", "source", "reference", "note")
-
-
-class StoreError(Exception):
-    pass
-
-
-class NotFound(StoreError):
-    pass
-
-
-class Conflict(StoreError):
-    pass
-
-
-class UnknownCode(StoreError):
-    """A finding names an indicator that is not in the rule set."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +65,20 @@ def dated_in(year: int) -> ColumnElement[bool]:
 
 def finding_id_for(record: dict[str, Any]) -> str:
     """A stable id for a finding imported without one: a digest of its content."""
-    content = json.dumps({f: str(record[f]) for f in FINDING_COMPARED}, ensure_ascii=False)
-    return "F-" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    content = canonical_json({f: str(record[f]) for f in FINDING_COMPARED}, "ordered")
+    return "F-" + sha256_hex(content)[:16]
+
+
+def finding_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Validated findings as rows to store: dates as dates, and an id for each (a digest of
+    its content where the input gave none)."""
+    records = records_of(frame, FINDING_FIELDS)
+    for record in records:
+        record["occurred_on"] = pd.Timestamp(record["occurred_on"]).date()
+        record["count"] = int(record["count"])
+        if not record["finding_id"] or str(record["finding_id"]).startswith("#"):
+            record["finding_id"] = finding_id_for(record)
+    return records
 
 
 def import_frames(
@@ -120,12 +116,7 @@ def import_frames(
             conn.execute(institutions.insert(), new_rows)
         added = len(new_rows)
     if finding_frame is not None and not finding_frame.empty:
-        records = records_of(finding_frame, FINDING_FIELDS)
-        for record in records:
-            record["occurred_on"] = pd.Timestamp(record["occurred_on"]).date()
-            record["count"] = int(record["count"])
-            if not record["finding_id"] or str(record["finding_id"]).startswith("#"):
-                record["finding_id"] = finding_id_for(record)
+        records = finding_records(finding_frame)
         ids = [r["finding_id"] for r in records]
         stored = {
             r.finding_id: dict(r._mapping)

@@ -1,14 +1,7 @@
 """Deliver the outbox to the city's "双随机、一公开" platform: every batch once, through faults.
 
-The platform adapter is one small interface, `Platform.send(body, key) -> Answer`, so the
-network is swappable (as httpx does with transports); `HttpPlatform` is the default wire format
-(see the README). The answers mean:
-
-    200/201 with a receipt_id   delivered
-    409                          this key was already accepted: delivered
-    other 4xx                    rejected: not retried; the batch is dead, with the message
-    429, 5xx, timeout, dropped   retried, with exponential backoff and jitter, honouring
-    connection                   Retry-After
+The platform is reached through `service.sharing.platform` (one small interface; what each
+answer means is listed there).
 
 Exactly once, through crashes: a batch stays `pending` until an answer says it arrived, and
 every retry sends the same bytes under the same Idempotency-Key, so a batch that reached the
@@ -19,117 +12,20 @@ and is marked `interrupted`.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, Protocol
 
-import httpx
 from sqlalchemy import Engine, select, update
 
+from service.core.clock import now
 from service.core.database import writing
+from service.core.errors import NotConfigured
 from service.core.settings import Settings
 from service.core.tables import deliveries, delivery_attempts
-from service.ratings.snapshots import now
-
-Outcome = Literal["delivered", "duplicate", "rejected", "retry"]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one attempt to send a batch came to."""
-
-    outcome: Outcome
-    status: int | None = None
-    receipt_id: str | None = None
-    detail: str = ""
-    retry_after: float | None = None  # seconds the platform asked us to wait
-
-
-class Platform(Protocol):
-    """Anything that can send one batch's exact bytes under its idempotency key."""
-
-    def send(self, *, body: bytes, key: str) -> Answer: ...
-
-
-def signature(body: bytes, secret: str) -> str:
-    """Hex HMAC-SHA256 of the exact body bytes: the X-Signature header."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-class HttpPlatform:
-    """The default wire format: POST {url}/api/credit-ratings, signed, with Idempotency-Key."""
-
-    def __init__(
-        self,
-        url: str,
-        secret: str,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.endpoint = url.rstrip("/") + "/api/credit-ratings"
-        self.secret = secret
-        self.client = httpx.Client(timeout=timeout, transport=transport)
-
-    def send(self, *, body: bytes, key: str) -> Answer:
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "Idempotency-Key": key,
-            "X-Signature": signature(body, self.secret),
-        }
-        try:
-            response = self.client.post(self.endpoint, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            return Answer("retry", detail=f"timed out: {type(exc).__name__}")
-        except httpx.TransportError as exc:
-            return Answer("retry", detail=f"connection failed: {type(exc).__name__}: {exc}")
-        return classify(response)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def classify(response: httpx.Response) -> Answer:
-    """The meaning of the platform's answer (see the module docstring)."""
-    status = response.status_code
-    message = _message(response)
-    if status in (200, 201):
-        receipt = _field(response, "receipt_id")
-        if receipt:
-            return Answer("delivered", status, receipt, message)
-        return Answer("retry", status, detail=f"{status} without a receipt_id: {message}")
-    if status == 409:
-        return Answer("duplicate", status, _field(response, "receipt_id"), message)
-    if status == 429 or status >= 500:
-        return Answer("retry", status, detail=message, retry_after=_retry_after(response))
-    return Answer("rejected", status, detail=message)
-
-
-def _field(response: httpx.Response, name: str) -> str | None:
-    try:
-        value = response.json().get(name)
-    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-        return None
-    return str(value) if value else None
-
-
-def _message(response: httpx.Response) -> str:
-    text = _field(response, "message") or _field(response, "detail") or response.text
-    return f"HTTP {response.status_code}: {text[:500]}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+from service.sharing.platform import Answer, HttpPlatform, Platform
 
 
 @dataclass(frozen=True)
@@ -252,8 +148,17 @@ def _record(engine: Engine, key: str, attempt_id: int, answer: Answer, wait: flo
     return str(values.get("state", "pending"))
 
 
-class NotConfigured(Exception):
-    """The platform's address or secret is missing from the configuration."""
+def deliver(
+    engine: Engine,
+    settings: Settings,
+    *,
+    year: int | None = None,
+    progress: Callable[[str, Answer], None] | None = None,
+) -> RunReport:
+    """One delivery run with the configured platform, whose client is closed however it ends."""
+    platform, policy = from_settings(settings)
+    with platform:
+        return run(engine, platform, year=year, policy=policy, progress=progress)
 
 
 def from_settings(settings: Settings) -> tuple[HttpPlatform, RetryPolicy]:

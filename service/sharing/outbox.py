@@ -10,36 +10,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
+from service.core.errors import Conflict, NotFound
+from service.core.settings import SharingConfig
 from service.core.tables import deliveries
-
-if TYPE_CHECKING:
-    from service.ratings.snapshots import Snapshot
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 
-@dataclass(frozen=True)
-class SharingConfig:
-    """Who shares, and how many records go in one batch (CREDIT_PLATFORM_BATCH)."""
+class Published(Protocol):
+    """What the outbox needs of a published snapshot (`service.ratings.snapshots.Snapshot`)."""
 
-    batch_size: int = 500
-    district_code: str = "120111"
-    bureau_name: str = "天津市西青区教育局"
-    bureau_uscc: str = "11120111MB1893104B"
+    @property
+    def id(self) -> int: ...
+    @property
+    def year(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def scale(self) -> str: ...
+    @property
+    def supersedes(self) -> int | None: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+    @property
+    def chain_hash(self) -> str | None: ...
 
 
-class OutboxError(Exception):
-    pass
-
-
-def batch_id(config: SharingConfig, snapshot: Snapshot, number: int) -> str:
+def batch_id(config: SharingConfig, snapshot: Published, number: int) -> str:
     """Readable, unique and stable: district, year, revision, batch, and the chain hash."""
     tag = hashlib.sha256(f"{snapshot.chain_hash}:{number}".encode()).hexdigest()[:12]
     return f"{config.district_code}-{snapshot.year}-r{snapshot.revision}-b{number:04d}-{tag}"
@@ -57,7 +60,7 @@ def valid_until(valid_from: date) -> date:
 def enqueue(
     conn: Connection,
     *,
-    snapshot: Snapshot,
+    snapshot: Published,
     rows: list[dict[str, Any]],
     config: SharingConfig,
     now: datetime,
@@ -151,9 +154,9 @@ def requeue(conn: Connection, *, batch: str) -> None:
     """Put a dead batch back in the queue (after the platform's complaint was dealt with)."""
     state = conn.scalar(select(deliveries.c.state).where(deliveries.c.batch_id == batch))
     if state is None:
-        raise OutboxError(f"no batch {batch}")
+        raise NotFound(f"no batch {batch}")
     if state != "dead":
-        raise OutboxError(f"batch {batch} is {state}; only a dead batch can be retried")
+        raise Conflict(f"batch {batch} is {state}; only a dead batch can be retried")
     conn.execute(
         update(deliveries)
         .where(deliveries.c.batch_id == batch)

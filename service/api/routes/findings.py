@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-import pandas as pd
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
-from service.api.deps import EngineDep, Reader, RulesDep, Supervisor
+from scoring.inputs import FindingStatus
+from service.api.deps import (
+    EngineDep,
+    FindingId,
+    Limit,
+    Offset,
+    OptionalYear,
+    Reader,
+    RulesDep,
+    Supervisor,
+)
 from service.api.problems import responses
-from service.api.routes.institutions import Limit, Offset
 from service.api.schemas import NO_NUL, FindingCreate, FindingPublic, Revocation
+from service.core.clock import now
 from service.core.database import reading, writing
-from service.ratings.snapshots import now
 from service.records import storage
+from service.records.importing import record_finding
 
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
-
-FindingId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 @router.post(
@@ -30,22 +37,9 @@ FindingId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 def create_finding(
     body: FindingCreate, who: Supervisor, engine: EngineDep, rules: RulesDep
 ) -> FindingPublic:
-    codes = {i.code for i in rules.indicators} | {v.code for v in rules.vetoes}
-    if body.indicator not in codes:
-        raise storage.UnknownCode(f"unknown indicator code {body.indicator!r}")
-    record = {**body.model_dump(), "status": "active"}
-    record["finding_id"] = body.finding_id or storage.finding_id_for(record)
-    record["occurred_on"] = pd.Timestamp(body.occurred_on)
     with writing(engine) as conn:
-        storage.get_institution(conn, body.uscc)  # 404 for an institution not on record
-        storage.import_frames(
-            conn,
-            institution_frame=None,
-            finding_frame=pd.DataFrame([record]),
-            by=who.name,
-            at=now(),
-        )
-        return FindingPublic(**storage.get_finding(conn, record["finding_id"]))
+        row = record_finding(conn, body.model_dump(), rules=rules, by=who.name)
+    return FindingPublic(**row)
 
 
 @router.get(
@@ -58,8 +52,8 @@ def list_findings(
     who: Reader,
     engine: EngineDep,
     uscc: Annotated[str | None, Query(max_length=18, pattern=NO_NUL)] = None,
-    year: Annotated[int | None, Query(ge=2022, le=2100)] = None,
-    status: Literal["active", "revoked"] | None = None,
+    year: OptionalYear = None,
+    status: FindingStatus | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[FindingPublic]:

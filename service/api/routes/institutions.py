@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from service.api.deps import EngineDep, Reader, Supervisor
+from service.api.deps import EngineDep, Limit, Offset, Reader, Supervisor
 from service.api.problems import responses
 from service.api.schemas import USCC, InstitutionCreate, InstitutionPublic
+from service.core.clock import now
 from service.core.database import reading, writing
-from service.ratings.snapshots import now
 from service.records import storage
 
 router = APIRouter(prefix="/v1/institutions", tags=["institutions"])
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 @router.post(
@@ -30,7 +25,7 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 def create_institution(
     body: InstitutionCreate, who: Supervisor, engine: EngineDep
 ) -> InstitutionPublic:
-    frame = pd.DataFrame([body.model_dump()])
+    frame = pd.DataFrame([body.model_dump(mode="json")])
     with writing(engine) as conn:
         storage.import_frames(
             conn, institution_frame=frame, finding_frame=None, by=who.name, at=now()

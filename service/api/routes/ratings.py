@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body
 
 from scoring.explain import Explanation
 from service.api.caches.responses import cached
-from service.api.deps import Anyone, EngineDep, Reader, RulesDep, SettingsDep, Supervisor
+from service.api.deps import (
+    Anyone,
+    EngineDep,
+    Reader,
+    Revision,
+    RulesDep,
+    SettingsDep,
+    Supervisor,
+    YearPath,
+)
 from service.api.keys import Principal, Role
 from service.api.problems import responses
 from service.api.schemas import (
@@ -23,15 +32,13 @@ from service.api.schemas import (
     RatingFull,
     RatingPublic,
     SnapshotPublic,
-    Year,
 )
 from service.core.database import reading, writing
-from service.ratings import snapshots
+from service.core.errors import NotFound
+from service.ratings import publishing, snapshots
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
-YearPath = Annotated[int, Path(ge=2022, le=2100, examples=[2023])]
-Revision = Annotated[int | None, Query(ge=1, le=1_000_000, description="A revision number")]
 FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
 EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
 
@@ -74,7 +81,7 @@ def _visible(
         return found
     snap = snapshots.get(conn, year, revision)
     if snap.status != "published" and (who is None or who.role not in EXPLAINERS):
-        raise snapshots.NotFound(f"no published revision {revision} of {year}")
+        raise NotFound(f"no published revision {revision} of {year}")
     return snap
 
 
@@ -95,7 +102,7 @@ def compute(
 ) -> SnapshotPublic:
     scale = (body.scale if body else None) or settings.scale
     with writing(engine) as conn:
-        draft = snapshots.compute_draft(conn, rules=rules, year=year, scale=scale, by=who.name)
+        draft = publishing.compute_draft(conn, rules=rules, year=year, scale=scale, by=who.name)
     return snapshot_public(draft)
 
 
@@ -114,7 +121,7 @@ def publish(
 ) -> SnapshotPublic:
     body = body or PublishRequest()
     with writing(engine) as conn:
-        done = snapshots.publish(
+        done = publishing.publish(
             conn,
             year=year,
             revision=body.revision,
@@ -191,6 +198,3 @@ def read_institution_rating(
 def history(uscc: USCC, who: Anyone, engine: EngineDep) -> list[HistoryEntry]:
     with reading(engine) as conn:
         return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
-
-
-__all__ = ["Year", "router"]

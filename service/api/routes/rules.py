@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import Anyone, RulesDep, SettingsDep
+from service.api.deps import Anyone, RulesDep, SettingsDep, YearQuery
 from service.api.problems import responses
+from service.api.schemas import ScaleName
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 
@@ -21,8 +22,8 @@ def rules_in_force(
     who: Anyone,
     rules: RulesDep,
     settings: SettingsDep,
-    year: Annotated[int, Query(ge=2022, le=2100, examples=[2023])],
-    scale: Literal["four", "five"] | None = None,
+    year: YearQuery,
+    scale: Annotated[ScaleName | None, Query()] = None,
 ) -> dict[str, Any]:
     force = rules.in_force(year, scale or settings.scale)
     return {**force.as_data(), "rules_hash": force.content_hash}

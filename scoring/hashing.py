@@ -1,0 +1,43 @@
+"""sha256 of data as canonical JSON: the one way this project fingerprints what it rated.
+
+Rule sets, rating inputs, snapshots and findings imported without an id are each identified by
+a hash of their JSON text. The text must be byte for byte what it was when a hash was stored,
+or stored snapshots stop verifying and re-imported findings get new ids; so the forms in use
+are spelled out here, once, and a test pins today's hashes:
+
+    form      keys       separators   used for
+    compact   sorted     "," ":"      snapshot content and chain hashes
+    sorted    sorted     ", " ": "    the rules in force
+    ordered   as given   ", " ": "    rating inputs, finding ids
+
+Text is UTF-8 with Chinese as is (no \\u escapes); values JSON cannot hold (dates) are written
+with `str`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+Form = Literal["compact", "sorted", "ordered"]
+
+
+def canonical_json(data: Any, form: Form = "compact") -> str:
+    """`data` as the JSON text of `form` (see the module docstring)."""
+    return json.dumps(
+        data,
+        ensure_ascii=False,
+        sort_keys=form != "ordered",
+        separators=(",", ":") if form == "compact" else None,
+        default=str,
+    )
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def json_sha256(data: Any, form: Form = "compact") -> str:
+    """`sha256:` and the hex digest of `data` as canonical JSON."""
+    return "sha256:" + sha256_hex(canonical_json(data, form))

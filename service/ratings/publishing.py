@@ -1,0 +1,169 @@
+"""Computing a year's draft and publishing it; a second publication is a correction.
+
+Publishing, and numbering a new draft, are serialised (BEGIN IMMEDIATE on SQLite, an advisory
+lock on PostgreSQL), and a unique index allows one first publication per year and one
+correction per revision, so concurrent publishes of a year give exactly one result and a
+Conflict for the others. The delivery to the city platform is queued in the publishing
+transaction (`service.sharing.outbox`), so a published year always has its delivery queued.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from scoring.engine import rate
+from scoring.explain import explain_all, input_digest
+from scoring.rules import RuleSet
+from service.core.clock import now
+from service.core.errors import Conflict, NotFound
+from service.core.settings import SharingConfig
+from service.core.tables import snapshot_rows, snapshots
+from service.ratings.integrity import GENESIS, chain_hash, content_hash
+from service.ratings.snapshots import Snapshot, as_dict, get, latest_draft, published, rows_of
+from service.records import storage
+from service.sharing import outbox
+
+PUBLISH_LOCK = 19_800_000  # PostgreSQL advisory lock key for publishing
+
+
+def rate_rows(
+    institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Rate a year and shape it as a snapshot header and rows (nothing stored)."""
+    force = rules.in_force(year, scale)
+    rating = rate(institutions, findings, force)
+    explanations = explain_all(institutions, findings, force, year)
+    codes = [i.code for i in force.indicators]
+    rows = [
+        {
+            "uscc": r["uscc"],
+            "name": r["name"],
+            "licence_no": licence,
+            "score": int(r["score"]),
+            "grade": str(r["grade"]),
+            "vetoed": bool(r["vetoed"]),
+            "vetoes": json.dumps(list(r["vetoes"])),
+            "points": json.dumps({c: int(r[c]) for c in codes}),
+            "explanation": e.model_dump_json(),
+        }
+        for r, licence, e in zip(
+            rating.to_dict("records"), institutions["licence_no"], explanations, strict=True
+        )
+    ]
+    header = {
+        "year": year,
+        "scale": force.scale.code,
+        "ruleset_version": force.version,
+        "rules_hash": force.content_hash,
+        "input_digest": input_digest(institutions, findings, year),
+    }
+    return header, rows
+
+
+def compute_draft(
+    conn: Connection, *, rules: RuleSet, year: int, scale: str | None, by: str
+) -> Snapshot:
+    """Rate `year` from the stored institutions and findings and store it as a draft."""
+    institutions, findings = storage.frames(conn, year=year)
+    header, rows = rate_rows(institutions, findings, rules, year, scale)
+    if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
+        conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
+    revision = (
+        conn.scalar(select(func.max(snapshots.c.revision)).where(snapshots.c.year == year)) or 0
+    ) + 1
+    snapshot_id = conn.execute(
+        snapshots.insert().values(
+            **header,
+            revision=revision,
+            status="draft",
+            content_hash=content_hash(header, rows),
+            created_at=now(),
+            created_by=by,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    if rows:
+        conn.execute(snapshot_rows.insert(), [{**r, "snapshot_id": snapshot_id} for r in rows])
+    return get(conn, year=year, revision=revision)
+
+
+def publish(
+    conn: Connection,
+    *,
+    year: int,
+    revision: int | None,
+    reason: str | None,
+    by: str,
+    sharing: SharingConfig | None = None,
+) -> Snapshot:
+    """Make a draft the year's official result; a second publication is a correction.
+
+    A correction needs a reason and supersedes the latest published revision. Raises Conflict
+    when the draft is already published, or when another publish of the year won the race.
+    The delivery to the city platform is queued in the same transaction (see
+    service.sharing.outbox).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
+    current = published(conn, year=year, required=False)
+    try:
+        draft = latest_draft(conn, year=year) if revision is None else get(conn, year, revision)
+    except NotFound:
+        if revision is None and current is not None:  # published twice, or lost a race
+            raise Conflict(
+                f"{year} is already published (revision {current.revision}) and has no newer "
+                "draft; compute one to correct it"
+            ) from None
+        raise
+    if draft.status == "published":
+        raise Conflict(f"revision {draft.revision} of {year} is already published")
+    if current is not None:
+        if draft.revision < current.revision:
+            raise Conflict(
+                f"revision {draft.revision} is older than the published revision "
+                f"{current.revision}; compute a new draft to correct {year}"
+            )
+        if not reason:
+            raise Conflict(
+                f"{year} is already published (revision {current.revision}); "
+                "publishing again is a correction and needs a reason"
+            )
+    last = conn.execute(
+        select(snapshots.c.chain_seq, snapshots.c.chain_hash)
+        .where(snapshots.c.chain_seq.is_not(None))
+        .order_by(snapshots.c.chain_seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    values: dict[str, Any] = {
+        "status": "published",
+        "supersedes": current.revision if current else None,
+        "reason": reason,
+        "published_at": now(),
+        "published_by": by,
+        "chain_seq": seq,
+        "prev_hash": prev,
+    }
+    values["chain_hash"] = chain_hash({**as_dict(draft), **values}, prev)
+    try:
+        updated = conn.execute(
+            snapshots.update()
+            .where(snapshots.c.id == draft.id, snapshots.c.status == "draft")
+            .values(**values)
+        ).rowcount
+    except IntegrityError as exc:
+        raise Conflict(f"{year} was published by a concurrent request") from exc
+    if updated != 1:
+        raise Conflict(f"revision {draft.revision} of {year} was published concurrently")
+    done = get(conn, year=year, revision=draft.revision)
+    outbox.enqueue(
+        conn,
+        snapshot=done,
+        rows=rows_of(conn, done),
+        config=sharing or SharingConfig(),
+        now=values["published_at"],
+    )
+    return done
