@@ -237,7 +237,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--connections must be in [1, 1024] and --posts in [1, 10000]")
     if not (1 <= args.rounds <= 20 and 0 <= args.settle <= 3600):
         parser.error("--rounds must be in [1, 20] and --settle in [0, 3600] s")
-    if args.compare_tree and not (args.compare_tree / "service" / "cli.py").is_file():
+    if args.compare_tree and not any(  # service.cli a package now, a module before
+        (args.compare_tree / "service" / cli).is_file() for cli in ("cli.py", "cli/__main__.py")
+    ):
         parser.error(f"--compare-tree {args.compare_tree} is not a checkout of this project")
     return args
 

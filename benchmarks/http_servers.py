@@ -40,7 +40,7 @@ def prepare(url: str) -> tuple[str, list[str]]:
     from service.api.keys import Role
     from service.core.database import make_engine, reading, writing
     from service.core.migrate import upgrade
-    from service.ratings import snapshots
+    from service.ratings import publishing
     from service.records import storage
     from service.records.importing import import_files
 
@@ -53,9 +53,9 @@ def prepare(url: str) -> tuple[str, list[str]]:
         with writing(engine) as conn:
             key = keys.create(conn, role=Role.SUPERVISOR, name="benchmark")
         with writing(engine) as conn:
-            snapshots.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="benchmark")
+            publishing.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="benchmark")
         with writing(engine) as conn:
-            snapshots.publish(conn, year=YEAR, revision=None, reason=None, by="benchmark")
+            publishing.publish(conn, year=YEAR, revision=None, reason=None, by="benchmark")
         with reading(engine) as conn:
             usccs = sorted(storage.known_usccs(conn))
     finally:
