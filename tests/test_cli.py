@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,74 @@ def test_invalid_configuration_is_refused_naming_the_variable(tmp_path: Path) ->
     result = run("verify", env={"CREDIT_DATABASE_URL": "mysql://nowhere"})
     assert result.exit_code == 1 and result.stdout == ""
     assert "CREDIT_DATABASE_URL" in result.stderr
+
+
+def test_a_conflicting_import_ends_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    """Run as a real process: what a supervisor sees is the message and exit status 1."""
+    env = {**os.environ, "CREDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    findings = (SAMPLE_DIR / "findings.csv").read_text(encoding="utf-8").splitlines()
+    header, first = findings[0], findings[1]
+    finding_id = first.split(",")[header.split(",").index("finding_id")]
+    changed = tmp_path / "changed.csv"  # the same finding id with another date
+    changed.write_text(f"{header}\n{first.replace(',2022-', ',2023-', 1)}\n", encoding="utf-8")
+    files = [str(SAMPLE_DIR / "institutions.csv"), str(SAMPLE_DIR / "findings.csv")]
+    command = [sys.executable, "-m", "service.cli", "import"]
+    assert subprocess.run([*command, *files], env=env, capture_output=True).returncode == 0
+    result = subprocess.run(
+        [*command, str(changed)], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    assert finding_id in result.stderr and "different content" in result.stderr
+
+
+def test_an_unreachable_database_ends_with_a_message_not_a_traceback() -> None:
+    env = {"CREDIT_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/nowhere"}
+    for command in (["verify"], ["keys", "list"], ["share", "--status"]):
+        result = run(*command, env=env)
+        assert result.exit_code == 1 and result.stdout == "", command
+        assert result.stderr.startswith("error: the database"), (command, result.stderr)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_command_has_help_through_python_m() -> None:
+    for command in ("rate", "explain", "import", "verify", "evaluate", "keys", "serve", "share"):
+        result = run_process(command, "--help")
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Usage:" in result.stdout
+
+
+def test_evaluate_compares_candidate_rules_with_the_published_grades(tmp_path: Path) -> None:
+    env = {"CREDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    files = [str(SAMPLE_DIR / "institutions.csv"), str(SAMPLE_DIR / "findings.csv")]
+    assert run("import", *files, env=env).exit_code == 0
+    before = json.loads(run("evaluate", "--year", "2023", "--format", "json", env=env).stdout)
+    assert before["published_revision"] is None and before["changes"] == 16
+    # A candidate rule set: the same measure with refunds (indicator 12) ten times as costly.
+    candidate = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", candidate)
+    indicators = candidate / "indicators.yaml"
+    text = indicators.read_text(encoding="utf-8")
+    start = text.index("code: refunds_per_contract")
+    at = text.index("deduction: {2022-12-03: 10}", start)
+    assert at < text.index("- code:", start)  # the deduction of indicator 12 itself
+    costlier = text[:at] + "deduction: {2022-12-03: 100}" + text[at + 27 :]
+    indicators.write_text(costlier, encoding="utf-8")
+    trial = run(
+        "evaluate", "--year", "2023", "--rules", str(candidate), "--format", "json", env=env
+    )
+    assert trial.exit_code == 0, trial.stderr
+    after = json.loads(trial.stdout)
+    assert after["rules_hash"] != before["rules_hash"]
+    lower = {
+        a["uscc"]
+        for a, b in zip(after["institutions"], before["institutions"], strict=True)
+        if a["score"] < b["score"]
+    }
+    assert lower, "a costlier indicator must lower someone's score"
+    table = run("evaluate", "--year", "2023", env=env)
+    assert (
+        table.exit_code == 0
+        and "试算" in table.stdout
+        and "天津市西青区博文培训学校" in table.stdout
+    )
