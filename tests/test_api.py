@@ -20,11 +20,13 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pandas as pd
 import pytest
 import yaml
 
+from scoring.inputs import validate_findings
 from scoring.rules import RULE_FILES
-from scoring.shipped import RULES_DIR, SAMPLE_DIR
+from scoring.shipped import RULES_DIR, SAMPLE_DIR, load_rules
 from scoring.uscc import check_character
 from service.api import keys
 from service.api.keys import Role
@@ -565,6 +567,23 @@ def test_imports_over_http_keep_chinese_text_and_store_all_or_nothing(
     )
     assert "IMP-1" in conflict["detail"]
     problem(http.get("/v1/findings/IMP-8", headers=analyst), 404)
+
+
+def test_one_finding_is_checked_by_the_same_code_as_a_file_of_findings(
+    live: Live, http: httpx.Client
+) -> None:
+    uscc = "52120111MJ0627485A"  # in the sample district
+    finding = {"uscc": uscc, "indicator": "refunds_per_kontract", "occurred_on": "2023-05-06"}
+    answer = problem(http.post("/v1/findings", headers=live.as_("supervisor"), json=finding), 422)
+    [reported] = answer["errors"]
+    raw = pd.DataFrame([finding], index=[1], dtype="str")
+    _, problems = validate_findings(raw, file="x", rules=load_rules(), known_uscc=[uscc])
+    [from_file] = problems
+    assert (reported["column"], reported["value"]) == ("indicator", "refunds_per_kontract")
+    assert (
+        reported["expected"] == from_file.expected
+        and "refunds_per_contract" in reported["expected"]
+    )
 
 
 def test_findings_are_recorded_and_revoked_with_a_reason_never_deleted(
