@@ -6,7 +6,7 @@ summed with one `np.add.at`, and the measure's arithmetic (all-or-nothing, per u
 the indicator's points, vetoes, grade bands) is applied to the resulting matrix. No Python loop
 runs over institutions or findings, and nothing here reads or writes anything.
 
-Input frames follow the contract in MEASURES.md as `scoring.inputs` normalises it:
+Input frames follow the contract in docs/measure.md as `scoring.inputs` normalises it:
 institutions have unique `uscc` and a `name`; findings have `uscc`, `indicator`,
 `occurred_on` (datetime64), `count` (int >= 1) and `status` (`active` | `revoked`).
 """

@@ -1,4 +1,4 @@
-"""Checking and normalising the two input tables (MEASURES.md, "Input data") before any rating.
+"""Checking and normalising the two input tables (docs/measure.md, "Input data") before any rating.
 
 Nothing may be rated from input with errors, and a supervisor fixing a file wants every
 problem at once, each located by file, row, column and value with what was expected. So the

@@ -1,6 +1,6 @@
 """A plain reference evaluator of the measure, used only by tests to check the engine.
 
-It rates ONE institution at a time and follows MEASURES.md line by line, in plain Python
+It rates ONE institution at a time and follows docs/measure.md line by line, in plain Python
 (no numpy, no pandas arithmetic), so that it is easy to read against the measure and shares
 no code with `scoring.engine`:
 

@@ -3,7 +3,7 @@
 A case rates ONE institution for one year (on the default four-class scale unless it names
 `scale`) from its findings, and states the expected score, grade, vetoes and the points kept
 by the indicators it touches; every indicator it does not list must keep its full points.
-The expectations are worked out by hand from MEASURES.md, never copied from the engine.
+The expectations are worked out by hand from docs/measure.md, never copied from the engine.
 
 The meta-tests below fail when the cases stop covering the measure: every indicator and
 veto of rules/, a cap (扣完为止) for every per-unit indicator, a revoked finding, a finding of

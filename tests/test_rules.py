@@ -1,4 +1,4 @@
-"""Loading the rules: the real ones say what MEASURES.md says; broken ones fail precisely."""
+"""Loading the rules: the real ones say what docs/measure.md says; broken ones fail precisely."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.strategies import findings_frame, institutions_frame, make_uscc
 ISSUED = date(2022, 12, 3)
 AMENDED = date(2025, 1, 1)
 
-# The table of MEASURES.md, "The 28 indicators", copied by hand:
+# The table of docs/measure.md, "The 28 indicators", copied by hand:
 # number, code, points, mode, deduction per unit, unit.
 MEASURE_TABLE: list[tuple[int, str, int, str, int | None, str | None]] = [
     (1, "licence_valid", 30, "all", None, None),

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     district_code: Annotated[str, Field(pattern=r"^\d{6}$")] = SharingConfig.district_code
     bureau_name: str = SharingConfig.bureau_name
     bureau_uscc: str = SharingConfig.bureau_uscc
-    # The city's "双随机、一公开" platform (see the README for the wire format).
+    # The city's "双随机、一公开" platform (docs/sharing.md has the wire format).
     platform_url: str | None = None
     platform_secret: SecretStr | None = None
     platform_batch: Annotated[int, Field(ge=1, le=100_000)] = SharingConfig.batch_size
