@@ -55,3 +55,12 @@ def scale_names(directory: Path = RULES_DIR) -> tuple[str, ...]:
     """The grade scales a rules directory defines (`four`, `five` in the shipped measure):
     what settings, requests and the command line may name."""
     return tuple(scale.code for scale in load_rules(directory).scales)
+
+
+def known_scale(name: str, directory: Path = RULES_DIR) -> str:
+    """`name` when it is a grade scale of the rules in `directory`; else ValueError saying which
+    scales there are (for request models, settings and command-line options alike)."""
+    names = scale_names(directory)
+    if name not in names:
+        raise ValueError(f"a grade scale of the rules: {', '.join(names)} (not {name!r})")
+    return name

@@ -15,7 +15,7 @@ from scoring import uscc as uscc_check
 from scoring.explain import Explanation
 from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
 from scoring.rules import MAX_YEAR, MIN_YEAR
-from scoring.shipped import scale_names
+from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun
 from service.sharing.delivery import RunReport
 
@@ -40,18 +40,12 @@ Reason = Annotated[
 ]
 
 
-def _known_scale(name: str) -> str:
-    if name not in scale_names():
-        raise ValueError(f"a grade scale of the rules: {', '.join(scale_names())}")
-    return name
-
-
 def _list_scales(schema: dict[str, Any]) -> None:
     schema["enum"] = list(scale_names())
 
 
 ScaleName = Annotated[
-    str, Field(max_length=64, json_schema_extra=_list_scales), AfterValidator(_known_scale)
+    str, Field(max_length=64, json_schema_extra=_list_scales), AfterValidator(known_scale)
 ]
 Day = Annotated[date, Field(ge=date(MIN_YEAR, 1, 1), le=date(MAX_YEAR, 12, 31))]
 

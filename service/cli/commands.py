@@ -30,6 +30,7 @@ from scoring.shipped import (
     RULES_DIR,
     SAMPLE_FINDINGS,
     SAMPLE_INSTITUTIONS,
+    known_scale,
     load_rules,
     scale_names,
 )
@@ -114,9 +115,10 @@ Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False
 
 
 def _known_scale(name: str | None) -> str | None:
-    if name is not None and name not in scale_names():
-        raise typer.BadParameter(f"a grade scale of the rules: {', '.join(scale_names())}")
-    return name
+    try:
+        return None if name is None else known_scale(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 Scale = Annotated[

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scoring.shipped import RULES_DIR, scale_names
+from scoring.shipped import RULES_DIR, known_scale
 
 
 def _default_database() -> Path:
@@ -64,12 +64,10 @@ class Settings(BaseSettings):
             raise ValueError("CREDIT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
         return url
 
-    @model_validator(mode="after")
-    def _known_scale(self) -> Settings:
-        known = scale_names(self.rules_dir)
-        if self.scale is not None and self.scale not in known:
-            raise ValueError(f"CREDIT_SCALE must be one of {', '.join(known)}, not {self.scale!r}")
-        return self
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, scale: str | None, info: ValidationInfo) -> str | None:
+        return None if scale is None else known_scale(scale, info.data.get("rules_dir", RULES_DIR))
 
     @property
     def sharing(self) -> SharingConfig:

@@ -37,7 +37,8 @@ By hand, for a demo (prints every request it receives, and its base URL)::
 
 The modules, by concern: `faults` (what can go wrong, and its spelling on the command line),
 `wire` (the signature and body checks of the format above), `platform` (`FakePlatform`: state,
-scripting, decisions, the request log), `server` (the HTTP plumbing), `__main__` (the demo).
+scripting, decisions), `request_log` (what it saw and did), `server` (the HTTP plumbing),
+`__main__` (the demo).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ from .faults import (
     TooMany,
     parse_fault,
 )
-from .platform import FakePlatform, RequestLog
+from .platform import FakePlatform
+from .request_log import RequestLog
 from .server import MAX_BODY
 from .wire import ENDPOINT
 

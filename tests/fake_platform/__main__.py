@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from .faults import parse_fault
-from .platform import FakePlatform, RequestLog
+from .platform import FakePlatform
+from .request_log import RequestLog
 from .wire import ENDPOINT
 
 

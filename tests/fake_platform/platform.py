@@ -1,7 +1,7 @@
 """The fake platform itself: its state, the faults it has been scripted, and its decisions.
 
-One object a test starts, scripts and inspects (`FakePlatform`), with the log of what it saw
-(`RequestLog`). It decides every answer under one lock and leaves the I/O to `server`.
+One object a test starts, scripts and inspects (`FakePlatform`), keeping the log of what it saw
+(`request_log`). It decides every answer under one lock and leaves the I/O to `server`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, cast
 
@@ -25,36 +25,9 @@ from .faults import (
     Slow,
     TooMany,
 )
+from .request_log import RequestLog
 from .server import _Reply, _Server
 from .wire import _Invalid, _loads, _signature_problem, _validate
-
-
-@dataclass
-class RequestLog:
-    """One request as the platform saw it, and what it did about it.
-
-    Entries are added on arrival, before any delay, so a test can count attempts while a slow
-    reply is still pending; `finished_at` stays None until the reply is sent or dropped.
-    Times are `time.monotonic()`, to measure waits (e.g. that Retry-After was honoured).
-    """
-
-    at: float
-    method: str
-    path: str
-    key: str | None = None  # the Idempotency-Key header
-    batch_id: str | None = None  # from the body, when it could be read
-    signature_ok: bool | None = None  # None: not a POST to the endpoint
-    fault: Fault | None = None  # the scripted fault this request used up
-    applied: bool = False  # this request applied its batch (at most one request per key)
-    # The answer (after a delay: the answer due). None: the connection was reset unanswered,
-    # by a drop fault, or because the platform stopped while a slow reply was pending.
-    status: int | None = None
-    receipt_id: str | None = None
-    # For a key already applied: whether this body equals the one stored. A retry that changes
-    # the body under the same key is a bug of the client, even though 409 hides it.
-    body_matches_applied: bool | None = None
-    client_gone: bool = False  # the client left before the answer could be sent (after SLOW)
-    finished_at: float | None = None
 
 
 class FakePlatform:

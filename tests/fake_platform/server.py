@@ -14,12 +14,10 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .request_log import RequestLog
 from .wire import ENDPOINT
-
-if TYPE_CHECKING:
-    from .platform import FakePlatform
 
 MAX_BODY = 64 * 1024 * 1024  # far above CREDIT_PLATFORM_BATCH records; refuses runaway bodies
 
@@ -40,13 +38,32 @@ class _BadFraming(ValueError):
         self.status = status
 
 
+class _Platform(Protocol):
+    """What the handler asks of the platform (`FakePlatform`): the I/O is here, the decisions
+    there."""
+
+    _stopping: threading.Event
+
+    def _begin(self, method: str, path: str, key: str | None = None) -> RequestLog: ...
+
+    def _decide_post(
+        self, entry: RequestLog, key: str | None, signature: str | None, raw: bytes
+    ) -> tuple[_Reply, dict[str, Any] | None]: ...
+
+    def _finish(self, entry: RequestLog, status: int | None, client_gone: bool) -> None: ...
+
+    def _notify(self, entry: RequestLog, body: dict[str, Any] | None) -> None: ...
+
+    def _listing(self) -> list[dict[str, Any]]: ...
+
+
 class _Server(ThreadingHTTPServer):
     """A threading HTTP server that can reset a connection and close all of them on stop."""
 
     daemon_threads = True  # a handler never keeps the process alive
     allow_reuse_address = True  # the demo can be restarted on the same port at once
 
-    def __init__(self, address: tuple[str, int], platform: FakePlatform) -> None:
+    def __init__(self, address: tuple[str, int], platform: _Platform) -> None:
         self.platform = platform
         self._conn_lock = threading.Lock()
         self._open: set[socket.socket] = set()
