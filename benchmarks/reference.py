@@ -2,11 +2,12 @@
 
 The engine's speed only means something against the obvious way of doing the job, and its
 answers only if they equal that way's. This evaluator is that way: findings are grouped per
-institution in a dict, then each institution is rated in a loop that reads like MEASURES.md
+institution in a dict, then each institution is rated in a loop that reads like docs/measure.md
 (start at full points, deduct per finding, 扣完为止, sum, band, veto). It shares no code with
 `scoring.engine` beyond the rules in force, which both take from `scoring.rules`.
 
-(`tests/oracle.py` is the tests' own reference; benchmarks do not import from tests/.)
+(`tests/oracle.py` is the tests' own reference; this one is kept apart from it, so the
+benchmark's yardstick and the tests' cannot share a mistake.)
 """
 
 from __future__ import annotations
