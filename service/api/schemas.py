@@ -16,7 +16,7 @@ from scoring.explain import Explanation
 from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
 from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
-from service.ratings.dry_run import DryRun
+from service.ratings.dry_run import DryRun, GradeChange
 from service.sharing.delivery import RunReport
 
 
@@ -205,16 +205,6 @@ class EvaluateRequest(Strict):
     )
 
 
-class GradeChange(Strict):
-    uscc: str
-    name: str
-    published_score: int | None
-    published_grade: str | None
-    score: int
-    grade: str
-    changed: bool
-
-
 class EvaluateResponse(Strict):
     year: int
     scale: str
@@ -233,9 +223,7 @@ class EvaluateResponse(Strict):
             rules_hash=run.force.content_hash,
             published_revision=run.published_revision,
             changes=run.changes,
-            institutions=[
-                GradeChange.model_validate(c, from_attributes=True) for c in run.institutions
-            ],
+            institutions=run.institutions,
         )
 
 

@@ -26,6 +26,8 @@ SUPPLIED_FIELDS = ("uscc", "indicator", "occurred_on", "count", "status")
 
 @dataclass(frozen=True)
 class GradeChange:
+    """One institution's trial grade beside its published one (the API's schema too)."""
+
     uscc: str
     name: str
     published_score: int | None
