@@ -6,8 +6,10 @@ a wrong check character is refused with 422 before any handler runs.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -17,6 +19,7 @@ from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
 from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun, GradeChange
+from service.ratings.snapshots import Snapshot
 from service.sharing.delivery import RunReport
 
 
@@ -48,6 +51,10 @@ ScaleName = Annotated[
     str, Field(max_length=64, json_schema_extra=_list_scales), AfterValidator(known_scale)
 ]
 Day = Annotated[date, Field(ge=date(MIN_YEAR, 1, 1), le=date(MAX_YEAR, 12, 31))]
+
+
+JSON_COLUMNS = ("vetoes", "points")
+"""Columns of a stored snapshot row that hold JSON text."""
 
 
 class Strict(BaseModel):
@@ -139,6 +146,11 @@ class SnapshotPublic(Strict):
     published_at: datetime | None
     chain_hash: str | None
 
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> SnapshotPublic:
+        """The snapshot's public fields (its id and authors stay inside)."""
+        return cls.model_validate(snapshot, from_attributes=True)
+
 
 class GradePublic(Strict):
     """What the public sees of one institution: its published grade, nothing else."""
@@ -148,6 +160,13 @@ class GradePublic(Strict):
     score: int
     grade: str
     vetoed: bool
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Self:
+        """From a stored snapshot row, where vetoes and points are JSON text."""
+        return cls.model_validate(
+            {f: json.loads(row[f]) if f in JSON_COLUMNS else row[f] for f in cls.model_fields}
+        )
 
 
 class GradeFull(GradePublic):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -43,34 +42,6 @@ FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
 EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
 
 
-def snapshot_public(s: snapshots.Snapshot) -> SnapshotPublic:
-    """The snapshot's public fields (its id and authors stay inside)."""
-    return SnapshotPublic.model_validate(s, from_attributes=True)
-
-
-def grade_full(row: dict[str, Any]) -> GradeFull:
-    return GradeFull(
-        uscc=row["uscc"],
-        name=row["name"],
-        licence_no=row["licence_no"],
-        score=row["score"],
-        grade=row["grade"],
-        vetoed=bool(row["vetoed"]),
-        vetoes=json.loads(row["vetoes"]),
-        points=json.loads(row["points"]),
-    )
-
-
-def grade_public(row: dict[str, Any]) -> GradePublic:
-    return GradePublic(
-        uscc=row["uscc"],
-        name=row["name"],
-        score=row["score"],
-        grade=row["grade"],
-        vetoed=bool(row["vetoed"]),
-    )
-
-
 def _visible(
     conn: Any, year: int, revision: int | None, who: Principal | None
 ) -> snapshots.Snapshot:
@@ -103,7 +74,7 @@ def compute(
     scale = (body.scale if body else None) or settings.scale
     with writing(engine) as conn:
         draft = publishing.compute_draft(conn, rules=rules, year=year, scale=scale, by=who.name)
-    return snapshot_public(draft)
+    return SnapshotPublic.of(draft)
 
 
 @router.post(
@@ -129,7 +100,7 @@ def publish(
             by=who.name,
             sharing=settings.sharing,
         )
-    return snapshot_public(done)
+    return SnapshotPublic.of(done)
 
 
 @router.get(
@@ -147,10 +118,10 @@ def read_rating(
         rows = snapshots.rows_of(conn, snap)
     if who is not None and who.role in FULL_VIEW:
         return RatingFull(
-            snapshot=snapshot_public(snap), institutions=[grade_full(r) for r in rows]
+            snapshot=SnapshotPublic.of(snap), institutions=[GradeFull.of(r) for r in rows]
         )
     return RatingPublic(
-        snapshot=snapshot_public(snap), institutions=[grade_public(r) for r in rows]
+        snapshot=SnapshotPublic.of(snap), institutions=[GradePublic.of(r) for r in rows]
     )
 
 
@@ -162,7 +133,7 @@ def read_rating(
 )
 def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[SnapshotPublic]:
     with reading(engine) as conn:
-        return [snapshot_public(s) for s in snapshots.revisions(conn, year=year)]
+        return [SnapshotPublic.of(s) for s in snapshots.revisions(conn, year=year)]
 
 
 @router.get(
@@ -181,10 +152,10 @@ def read_institution_rating(
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
         return InstitutionRating(
-            snapshot=snapshot_public(snap), rating=grade_full(row), explanation=explanation
+            snapshot=SnapshotPublic.of(snap), rating=GradeFull.of(row), explanation=explanation
         )
-    rating = grade_full(row) if who is not None and who.role in FULL_VIEW else grade_public(row)
-    return InstitutionRating(snapshot=snapshot_public(snap), rating=rating)
+    rating = GradeFull.of(row) if who is not None and who.role in FULL_VIEW else GradePublic.of(row)
+    return InstitutionRating(snapshot=SnapshotPublic.of(snap), rating=rating)
 
 
 @router.get(
