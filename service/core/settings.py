@@ -45,7 +45,6 @@ class Settings(BaseSettings):
     scale: str | None = None  # a scale of the rules (`four`, `five`); None: the rules' default
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    load_sample: bool = False  # load data/ into an empty database on start (local use)
     district_code: Annotated[str, Field(pattern=r"^\d{6}$")] = SharingConfig.district_code
     bureau_name: str = SharingConfig.bureau_name
     bureau_uscc: str = SharingConfig.bureau_uscc
