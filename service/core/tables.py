@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from scoring.inputs import FindingStatus, InstitutionStatus
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
@@ -56,7 +58,7 @@ institutions = Table(
     Column("district_code", String(6), nullable=False),
     Column("licence_no", Text, nullable=False),
     Column("address", Text, nullable=False, server_default=""),
-    Column("status", String(16), nullable=False, server_default="operating"),
+    Column("status", String(16), nullable=False, server_default=InstitutionStatus.operating.value),
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("recorded_by", Text, nullable=False),
 )
@@ -71,7 +73,7 @@ findings = Table(
     Column("count", Integer, nullable=False),
     Column("source", String(16), nullable=False),
     Column("reference", Text, nullable=False, server_default=""),
-    Column("status", String(16), nullable=False, server_default="active"),
+    Column("status", String(16), nullable=False, server_default=FindingStatus.active.value),
     Column("note", Text, nullable=False, server_default=""),
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("recorded_by", Text, nullable=False),

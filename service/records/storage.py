@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, select
 
 from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
 from scoring.hashing import canonical_json, sha256_hex
+from scoring.inputs import FindingStatus
 from service.core.errors import Conflict, NotFound
 from service.core.tables import findings, institutions
 
@@ -145,12 +146,14 @@ def import_frames(
 def revoke(conn: Connection, *, finding_id: str, by: str, reason: str, at: Any) -> dict[str, Any]:
     """Revoke a finding: kept on record, no longer counted; who, when and why are recorded."""
     current = get_finding(conn, finding_id)
-    if current["status"] == "revoked":
+    if current["status"] == FindingStatus.revoked:
         raise Conflict(f"finding {finding_id} is already revoked")
     conn.execute(
         findings.update()
         .where(findings.c.finding_id == finding_id)
-        .values(status="revoked", revoked_at=at, revoked_by=by, revoke_reason=reason)
+        .values(
+            status=FindingStatus.revoked.value, revoked_at=at, revoked_by=by, revoke_reason=reason
+        )
     )
     return get_finding(conn, finding_id)
 
