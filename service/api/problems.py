@@ -3,7 +3,8 @@
 Domain code raises the errors of its two trees (`scoring.errors`, `service.core.errors`); only
 here do they become HTTP statuses, so the scorer and the storage never know about HTTP:
 
-    ServiceError   NotFound 404 · Conflict 409 · InvalidInput 422 · NotConfigured 409
+    ServiceError   NotFound 404 · Conflict 409 · InvalidInput 422 (TooLarge 413) ·
+                   NotConfigured 409
     ScoringError   InputError 422 (every problem listed) · RulesError 422 ·
                    UnknownInstitution 404 · any other 422
     anything else  500, a problem document naming the exception's class, never a traceback
@@ -20,7 +21,14 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from scoring.errors import InputError, RulesError, ScoringError, UnknownInstitution
-from service.core.errors import Conflict, InvalidInput, NotConfigured, NotFound, ServiceError
+from service.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotConfigured,
+    NotFound,
+    ServiceError,
+    TooLarge,
+)
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -28,6 +36,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     NotFound: (404, "Not found"),
     Conflict: (409, "Conflict"),
     InvalidInput: (422, "Invalid input"),
+    TooLarge: (413, "Too large"),
     NotConfigured: (409, "Not configured"),
     UnknownInstitution: (404, "Not found"),
     RulesError: (422, "Invalid rules"),
@@ -67,7 +76,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The key's role may not do this",
         404: "Not found",
         409: "Conflict with the stored state",
+        413: "Over a limit (the problem names it)",
         422: "Invalid request or input",
+        429: "Too many requests (Retry-After says when to try again)",
     }
     return {
         s: {"model": Problem, "description": titles[s], "content": {MEDIA_TYPE: {}}}

@@ -4,6 +4,7 @@
     ├── NotFound          no such institution, finding, snapshot, revision or batch
     ├── Conflict          clashes with what is stored: published twice, edited finding, race
     ├── InvalidInput      the request's content is wrong (beyond what the request models check)
+    │   └── TooLarge      a request or file over one of the limits (the message names it)
     └── NotConfigured     a setting this needs is missing (the city platform's address)
 
 The scorer's own tree (`scoring.errors`: rules, input problems, unknown institution) sits
@@ -28,6 +29,10 @@ class Conflict(ServiceError):
 
 
 class InvalidInput(ServiceError):
+    pass
+
+
+class TooLarge(InvalidInput):
     pass
 
 

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scoring.limits import MiB, ReadLimits
 from scoring.shipped import RULES_DIR, known_scale
 
 
@@ -55,6 +56,23 @@ class Settings(BaseSettings):
     platform_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     platform_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     platform_backoff: Annotated[float, Field(ge=0, le=600)] = 1.0
+    platform_max_wait: Annotated[float, Field(ge=0, le=86_400)] = 300.0  # caps Retry-After
+    # Limits: what one request or file may cost (docs/security.md says what each defends).
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * MiB  # a JSON request body
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 256 * MiB  # all files of one import
+    max_upload_files: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_rows: Annotated[int, Field(ge=1)] = 5_000_000  # data rows per uploaded file
+    max_workbook_bytes: Annotated[int, Field(ge=1024)] = ReadLimits.max_workbook_bytes
+    max_columns: Annotated[int, Field(ge=1, le=16_384)] = ReadLimits.max_columns
+    max_json_depth: Annotated[int, Field(ge=2, le=1000)] = ReadLimits.max_json_depth
+    max_rule_values: Annotated[int, Field(ge=100)] = 10_000  # dated values in candidate rules
+    request_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0  # seconds per request
+    anonymous_rate: str = "600/minute"  # per client address, `limits` notation
+    failed_key_rate: str = "30/minute"  # wrong API keys per client address
+    # Tamper evidence (docs/operations.md): the key that signs published snapshots, and the
+    # file outside the database where each publication's chain head is recorded.
+    signing_key: Path | None = None
+    anchor_file: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -67,6 +85,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scale(cls, scale: str | None, info: ValidationInfo) -> str | None:
         return None if scale is None else known_scale(scale, info.data.get("rules_dir", RULES_DIR))
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """The limits for reading uploaded files."""
+        return ReadLimits(
+            max_rows=self.max_rows,
+            max_workbook_bytes=self.max_workbook_bytes,
+            max_columns=self.max_columns,
+            max_json_depth=self.max_json_depth,
+        )
 
     @property
     def sharing(self) -> SharingConfig:
