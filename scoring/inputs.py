@@ -46,7 +46,7 @@ from scoring import uscc as credit_code
 from scoring.errors import InputError, Problem
 from scoring.problems import MAX_PROBLEMS, ProblemList, raise_problems
 from scoring.rules import RuleSet
-from scoring.uscc_columns import listed
+from scoring.uscc_columns import listed, organisation_valid, registered_in
 from scoring.uscc_columns import valid as valid_code
 
 """At most this many problems are listed per table and per report; the rest are counted."""
@@ -162,6 +162,35 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 
+class Checked(ProblemList):
+    """The problems found in one table (they refuse it), and its `warnings` (they do not).
+
+    A `ProblemList` like any other, so callers that only raise problems are unchanged;
+    `warnings` is a `ProblemList` of its own (listed up to MAX_PROBLEMS, all counted), each a
+    `Problem` located by file, row, column and value whose `expected` says what to check.
+    """
+
+    def __init__(
+        self,
+        problems: Iterable[Problem] = (),
+        *,
+        total: int | None = None,
+        warnings: ProblemList | None = None,
+    ) -> None:
+        super().__init__(problems, total=total)
+        self.warnings = warnings if warnings is not None else ProblemList()
+
+
+def warnings_of(*groups: Iterable[Problem]) -> ProblemList:
+    """The warnings of every `Checked` group, in order, capped and counted like problems."""
+    found = ProblemList()
+    for group in groups:
+        if isinstance(group, Checked):
+            found.extend(group.warnings[: max(MAX_PROBLEMS - len(found), 0)])
+            found.total += group.warnings.total
+    return found
+
+
 def validate(
     institutions_raw: pd.DataFrame | None,
     findings_raw: pd.DataFrame | None,
@@ -170,6 +199,7 @@ def validate(
     institutions_file: str,
     findings_file: str,
     reading: Iterable[Iterable[Problem]] = (),
+    warnings: ProblemList | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalised institutions and findings, or one InputError listing every problem.
 
@@ -177,6 +207,8 @@ def validate(
     the institutions file is reported there only, not again for each of its findings.
     `reading` holds problems met before (reading the files) so they are reported together; a
     raw frame is None when its file could not be read at all: the other is still checked.
+    When `warnings` is given, what is worth a warning but refuses nothing (see
+    `validate_institutions`) is added to it, whether or not the input has problems.
     """
     groups = [*reading]
     known: pd.Series | None = None
@@ -191,6 +223,10 @@ def validate(
             findings_raw, file=findings_file, rules=rules, known_uscc=known
         )
         groups.append(found)
+    if warnings is not None:
+        found_warnings = warnings_of(*groups)
+        warnings.extend(found_warnings[: max(MAX_PROBLEMS - len(warnings), 0)])
+        warnings.total += found_warnings.total
     raise_problems(*groups)
     if institutions is None or findings is None:
         unread = institutions_file if institutions is None else findings_file
@@ -198,23 +234,27 @@ def validate(
     return institutions, findings
 
 
-def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame, ProblemList]:
+def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame, Checked]:
     """The normalised institution list and the problems found in it.
 
     The frame is only meaningful when there are no problems. Its columns are
-    `INSTITUTION_COLUMNS.order`, all text, with a RangeIndex.
+    `INSTITUTION_COLUMNS.order`, all text, with a RangeIndex. The problems' `warnings` list
+    valid credit codes whose positions 3–8 differ from the row's `district_code`, or whose
+    organisation code (positions 9–17) fails its GB 11714 check: worth a look, not a refusal.
     """
     table = _Table(raw, file, INSTITUTION_COLUMNS)
     codes = table.check("uscc", valid_code, _code_expected)
     _check_unique(table, codes)
+    districts = table.check("district_code", _six_digits, _district_expected)
     columns = {
         "uscc": codes,
         "name": table.free_text("name"),
-        "district_code": table.check("district_code", _six_digits, _district_expected),
+        "district_code": districts,
         "licence_no": table.free_text("licence_no"),
         "address": table.free_text("address"),
         "status": _enum(table, "status", INSTITUTION_STATUSES),
     }
+    _warn_about_codes(table, codes, districts)
     return pd.DataFrame(columns), table.problems()
 
 
@@ -224,7 +264,7 @@ def validate_findings(
     file: str,
     rules: RuleSet,
     known_uscc: Collection[str] | pd.Series | pd.Index | None,
-) -> tuple[pd.DataFrame, ProblemList]:
+) -> tuple[pd.DataFrame, Checked]:
     """The normalised findings and the problems found in them.
 
     `known_uscc` are the codes of the institution list: a finding for any other code is a
@@ -264,6 +304,8 @@ class _Table:
         self.size = len(raw)
         self._found: list[Problem] = []
         self._total = 0
+        self._warnings: list[Problem] = []
+        self._warning_total = 0
         self.raw = self._check_header(raw.reset_index(drop=True))
 
     def _check_header(self, raw: pd.DataFrame) -> pd.DataFrame:
@@ -299,14 +341,34 @@ class _Table:
                 Problem(self.file, int(self.rows[pos]), column, value, expected(value))
             )
 
-    def problems(self) -> ProblemList:
-        """Whole-file problems first, then by row and column; at most MAX_PROBLEMS listed."""
+    def warn(
+        self, column: str, values: pd.Series, found: Mapping[int, list[str]], *, total: int
+    ) -> None:
+        """Warnings about the cells of `column` at positions `found` (position -> messages).
+
+        The caller builds messages for at most MAX_PROBLEMS rows; `total` counts them all.
+        """
+        for pos, messages in found.items():
+            value = _display(values.iloc[pos])
+            row = int(self.rows[pos])
+            self._warnings += [Problem(self.file, row, column, value, m) for m in messages]
+        self._warning_total += total
+
+    def problems(self) -> Checked:
+        """Whole-file problems first, then by row and column; at most MAX_PROBLEMS listed.
+
+        The warnings come along in row order, capped and counted the same way.
+        """
         place = {name: i for i, name in enumerate(self.spec.order)}
         ordered = sorted(
             self._found,
             key=lambda p: (p.row is not None, p.row or 0, place.get(p.column or "", -1)),
         )
-        return ProblemList(ordered[:MAX_PROBLEMS], total=self._total)
+        warnings = ProblemList(
+            sorted(self._warnings, key=lambda p: p.row or 0)[:MAX_PROBLEMS],
+            total=self._warning_total,
+        )
+        return Checked(ordered[:MAX_PROBLEMS], total=self._total, warnings=warnings)
 
     # Columns -------------------------------------------------------------------------------
 
@@ -406,6 +468,31 @@ def _check_unique(table: _Table, codes: pd.Series) -> None:
         codes,
         lambda code: f"each institution listed once: this code is already on row {first[code]}",
     )
+
+
+def _warn_about_codes(table: _Table, codes: pd.Series, districts: pd.Series) -> None:
+    """Warn of valid codes registered outside `district_code`, or with a bad organisation code.
+
+    Rows whose code or district is itself refused are left to their problems. Vectorised:
+    only the rows warned about (at most MAX_PROBLEMS of them) are looked at one by one.
+    """
+    if table.column("uscc") is None or len(codes) == 0:
+        return
+    good = np.array(valid_code(codes), dtype=bool)
+    elsewhere = np.zeros(len(codes), dtype=bool)
+    if table.column("district_code") is not None:
+        elsewhere = good & _six_digits(districts) & ~registered_in(codes, districts)
+    failing = good & ~organisation_valid(codes)
+    warned = np.flatnonzero(elsewhere | failing)
+    found: dict[int, list[str]] = {}
+    for pos in warned[:MAX_PROBLEMS].tolist():
+        code = str(codes.iloc[pos])
+        messages = [credit_code.district_problem(code, str(districts.iloc[pos]))]
+        messages.append(credit_code.organisation_code_problem(code))
+        found[pos] = [
+            m for m, on in zip(messages, (elsewhere[pos], failing[pos]), strict=True) if on and m
+        ]
+    table.warn("uscc", codes, found, total=int(elsewhere.sum() + failing.sum()))
 
 
 def _finding_codes(

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scoring.uscc import ALPHABET, LENGTH, WEIGHTS
+from scoring.uscc import ALPHABET, DEPARTMENTS, DIGITS, LENGTH, ORGANISATION_WEIGHTS, WEIGHTS
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.intp]
@@ -46,10 +46,20 @@ def code_matrix(
 _VALUE = np.full(256, -1, dtype=np.int8)  # byte -> character value, -1 outside the alphabet
 _VALUE[[ord(ch) for ch in ALPHABET]] = np.arange(len(ALPHABET))
 _WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
+_DEPARTMENT = np.zeros(256, dtype=bool)  # byte -> allowed in position 1
+_DEPARTMENT[[ord(ch) for ch in DEPARTMENTS]] = True
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[[ord(ch) for ch in DIGITS]] = True
+# byte -> GB 11714 value (digits 0-9, letters A=10 ... Z=35); -1 for anything else
+_ORGANISATION_VALUE = np.full(256, -1, dtype=np.int64)
+_ORGANISATION_VALUE[[ord(ch) for ch in DIGITS]] = np.arange(10)
+_ORGANISATION_VALUE[ord("A") : ord("Z") + 1] = np.arange(10, 36)
+_ORGANISATION_WEIGHTS = np.array(ORGANISATION_WEIGHTS, dtype=np.int64)
+_ORGANISATION_CHECK = np.frombuffer(b"?123456789X0", dtype=np.uint8)  # 11 - sum % 11 -> byte
 
 
 def valid(codes: pd.Series | npt.ArrayLike) -> BoolArray:
-    """`scoring.uscc.is_valid` for a whole column at once.
+    """`scoring.uscc.is_valid` for a whole column at once: structure and check character.
 
     A code with a non-ASCII character is longer than 18 bytes or holds a byte outside the
     alphabet, so it is invalid here exactly as it is there.
@@ -57,8 +67,36 @@ def valid(codes: pd.Series | npt.ArrayLike) -> BoolArray:
     ok, matrix = code_matrix(codes)
     values = _VALUE[matrix].astype(np.int64)
     check = (31 - (values[:, :17] @ _WEIGHTS) % 31) % 31
-    ok[ok] = (values >= 0).all(axis=1) & (check == values[:, 17])
+    ok[ok] = (
+        (values >= 0).all(axis=1)
+        & _DEPARTMENT[matrix[:, 0]]
+        & _DIGIT[matrix[:, 1:8]].all(axis=1)
+        & (check == values[:, 17])
+    )
     return ok
+
+
+def organisation_valid(codes: pd.Series | npt.ArrayLike) -> BoolArray:
+    """For each code, whether positions 9–17 pass the GB 11714 organisation code check.
+
+    `scoring.uscc.organisation_code_problem(code) is None` for a whole column; codes that are
+    not 18 bytes long are False (check them with `valid` first).
+    """
+    ok, matrix = code_matrix(codes)
+    values = _ORGANISATION_VALUE[matrix[:, 8:16]]
+    check = 11 - (values @ _ORGANISATION_WEIGHTS) % 11
+    ok[ok] = (values >= 0).all(axis=1) & (_ORGANISATION_CHECK[check] == matrix[:, 16])
+    return ok
+
+
+def registered_in(
+    codes: pd.Series | npt.ArrayLike, districts: pd.Series | npt.ArrayLike
+) -> BoolArray:
+    """For each code, whether its positions 3–8 equal the district code of the same row."""
+    array = pa.array(codes, type=pa.large_string(), from_pandas=True)
+    division = pc.utf8_slice_codeunits(array, 2, 8)
+    district = pa.array(districts, type=pa.large_string(), from_pandas=True)
+    return np.asarray(pc.equal(division, district).fill_null(False), dtype=bool)
 
 
 def listed(codes: pd.Series | npt.ArrayLike, known: pd.Series | npt.ArrayLike) -> BoolArray:

@@ -480,7 +480,12 @@ TRICKY = [
 
 def test_vectorised_code_check_agrees_with_the_scalar_check() -> None:
     rng = np.random.default_rng(7)
-    valid_bodies = ["".join(rng.choice(list(uscc.ALPHABET), 17)) for _ in range(500)]
+    # Positions 1–8 as GB 32100-2015 structures them (department, category, 6-digit division).
+    heads = [
+        rng.choice(list(uscc.DEPARTMENTS)) + "".join(rng.choice(list("0123456789"), 7))
+        for _ in range(500)
+    ]
+    valid_bodies = [head + "".join(rng.choice(list(uscc.ALPHABET), 9)) for head in heads]
     valid = [body + uscc.check_character(body) for body in valid_bodies]
     # 18 characters, some outside the alphabet: about 1 in 31 has a "right" check by chance.
     noisy = ["".join(rng.choice(list(uscc.ALPHABET + "IOSVZaz:@ "), 18)) for _ in range(3000)]
