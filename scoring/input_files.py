@@ -24,20 +24,23 @@ import json
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import openpyxl
+import openpyxl.xml.functions
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
 
 from scoring.errors import InputError, Problem
 from scoring.inputs import validate
+from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
 
@@ -54,13 +57,26 @@ SAVE_AS_UTF8 = (
 Read = tuple[pd.DataFrame | None, ProblemList]
 """A raw frame (None when the file could not be read at all) and the problems reading it."""
 
+DEFAULT_LIMITS = ReadLimits()
 
-def read_table(path: Path) -> pd.DataFrame:
+
+class _Refused(Exception):
+    """A file that cannot be read, or is over a limit: what was expected of it."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+def read_table(
+    path: Path, limits: ReadLimits = DEFAULT_LIMITS, *, name: str | None = None
+) -> pd.DataFrame:
     """The raw frame of one input file; InputError when it cannot be read."""
-    frame, problems = read_raw(path)
+    frame, problems = read_raw(path, limits, name=name)
     raise_problems(problems)
     if frame is None:  # readers always say why there is no frame; this is a safety net
-        raise InputError([Problem(str(path), None, None, None, "a file that can be read")])
+        file = str(path) if name is None else name
+        raise InputError([Problem(file, None, None, None, "a file that can be read")])
     return frame
 
 
@@ -81,24 +97,31 @@ def read_inputs(
     )
 
 
-def read_raw(path: Path) -> Read:
-    """The raw frame of `path` and the problems met reading it; never raises for bad input."""
-    file = str(path)
+def read_raw(path: Path, limits: ReadLimits = DEFAULT_LIMITS, *, name: str | None = None) -> Read:
+    """The raw frame of `path` and the problems met reading it; never raises for bad input.
+
+    Problems call the file `name` (an upload's own name) when given, else its path: nothing
+    in them names where an upload was kept meanwhile. Reading costs bounded work whatever
+    the file declares or contains (`limits`); a file over a limit is a problem naming it.
+    """
+    file = str(path) if name is None else name
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         return None, ProblemList([_unknown_extension(file, path.suffix)])
     try:
-        return reader(path, file)
-    except OSError as exc:
+        return reader(path, file, limits)
+    except OSError as exc:  # strerror only: str(exc) names the path
         return None, ProblemList.whole_file(
-            file, f"a file that can be opened ({exc.strerror or exc})"
+            file, f"a file that can be opened ({exc.strerror or type(exc).__name__})"
         )
+    except _Refused as refused:
+        return None, ProblemList.whole_file(file, _scrub(refused.expected, path, file))
 
 
 # CSV -------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, file: str) -> Read:
+def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
     """CSV with a header row, UTF-8 with or without BOM; every cell read as text.
 
     Arrow parses the file (fast, keeps quoted line breaks); when some row has more or fewer
@@ -137,9 +160,11 @@ def _read_csv(path: Path, file: str) -> Read:
             pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert
         )
     except pa.ArrowInvalid:
-        return _read_csv_exactly(data, file)
+        return _read_csv_exactly(data, file, limits)
+    _check_columns(len(names), limits)
+    _check_rows(table.num_rows, limits)
     if ragged or len(set(names)) < len(names):
-        return _read_csv_exactly(data, file)
+        return _read_csv_exactly(data, file, limits)
     rows = np.arange(2, table.num_rows + 2)
     blank = np.ones(table.num_rows, dtype=bool)
     for column in table.columns:
@@ -151,7 +176,7 @@ def _read_csv(path: Path, file: str) -> Read:
     return _drop_unnamed(frame, file), ProblemList()
 
 
-def _read_csv_exactly(data: bytes, file: str) -> Read:
+def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
     """The slow, exact reading: every record numbered as a spreadsheet shows it.
 
     A row with fewer cells than the header is padded with empty cells (some tools leave
@@ -162,9 +187,11 @@ def _read_csv_exactly(data: bytes, file: str) -> Read:
     try:
         header = next(records, [])
         width = len(header)
+        _check_columns(width, limits)
         rows: list[list[str]] = []
         numbers: list[int] = []
         for number, record in enumerate(records, start=2):
+            _check_rows(number - 1, limits)
             if not any(record):
                 continue
             if len(record) > width and any(record[width:]):
@@ -236,8 +263,14 @@ def _decodes(data: bytes, encoding: str) -> bool:
 # JSON ------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, file: str) -> Read:
-    """A JSON list of objects, one per row; values text, numbers or null (= empty)."""
+def _read_json(path: Path, file: str, limits: ReadLimits) -> Read:
+    """A JSON list of objects, one per row; values text, numbers or null (= empty).
+
+    Nesting is limited (`max_json_depth`): Python's parser stops deep input with a
+    RecursionError, which is reported as the limit, and anything nested within the parser's
+    reach is measured without recursion. A number too long to convert (Python refuses
+    integers of more than 4300 digits) is a problem too.
+    """
     data = path.read_bytes()
     try:
         document = json.loads(data)
@@ -247,10 +280,19 @@ def _read_json(path: Path, file: str) -> Read:
         return None, ProblemList.whole_file(
             file, f"valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg.lower()})"
         )
+    except RecursionError:
+        return None, ProblemList.whole_file(file, _too_deep(limits))
+    except ValueError as exc:  # int() refuses numbers of more than sys.get_int_max_str_digits()
+        return None, ProblemList.whole_file(
+            file, f"JSON whose numbers can be read ({str(exc).split(':')[0].lower()})"
+        )
     if not isinstance(document, list):
         return None, ProblemList.whole_file(
             file, 'a JSON list of objects, one per row: [{"uscc": …}, …]'
         )
+    _check_rows(len(document), limits)
+    if any(_nesting(item) + 1 > limits.max_json_depth for item in document):
+        return None, ProblemList.whole_file(file, _too_deep(limits))
     problems = ProblemList()
     names: dict[str, None] = {}
     rows: list[dict[str, str]] = []
@@ -260,6 +302,7 @@ def _read_json(path: Path, file: str) -> Read:
             problems.add(Problem(file, number, None, None, "an object {…} for each row"))
             continue
         names.update(dict.fromkeys(item))
+        _check_columns(len(names), limits)
         rows.append(
             {key: _json_text(file, number, key, value, problems) for key, value in item.items()}
         )
@@ -277,31 +320,73 @@ def _json_text(file: str, number: int, key: str, value: Any, problems: ProblemLi
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _number_text(value)
     text = json.dumps(value, ensure_ascii=False)
-    problems.add(Problem(file, number, key, text, "text or a number"))
+    problems.add(Problem(file, number, key, _shortened(text), "text or a number"))
     return text
+
+
+def _nesting(value: Any) -> int:
+    """How deep lists and objects nest in `value` (a scalar: 0, `[]`: 1), without recursion;
+    a row object costs one step per value, as only nested values are looked into."""
+    if not isinstance(value, list | dict):
+        return 0
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
+    return deepest
+
+
+def _too_deep(limits: ReadLimits) -> str:
+    return (
+        f"JSON nested at most {limits.max_json_depth} levels deep (the max_json_depth limit; "
+        "a file of rows needs 2: a list of objects)"
+    )
+
+
+def _shortened(text: str, length: int = 200) -> str:
+    return text if len(text) <= length else text[:length] + "…"
 
 
 # Excel -----------------------------------------------------------------------------------
 
 
-def _read_xlsx(path: Path, file: str) -> Read:
+_ROW_TAG = f"{{{SHEET_MAIN_NS}}}row"
+_CELL_TAG = f"{{{SHEET_MAIN_NS}}}c"
+EXCEL_ROWS = 1_048_576
+"""The last row of an Excel sheet: row numbers beyond it are damage, not data."""
+_ELEMENTS_PER_CELL = 64
+"""XML elements a row may hold per cell it may have (value, formula, rich-text runs)."""
+
+
+def _read_xlsx(path: Path, file: str, limits: ReadLimits) -> Read:
     """The first sheet of an .xlsx workbook, header in row 1; cell values as text.
 
     Dates become ISO dates, whole numbers are written without ".0", formulas give their last
-    computed value.
+    computed value. What Excel shows is what is read: every row and cell in the sheet's XML,
+    whatever its `<dimension>` element says (a stale one must not hide rows, a huge one must
+    not cost work). The work is bounded whatever the file declares: the zip's declared
+    uncompressed sizes against `max_workbook_bytes` before anything is opened (zipfile stops
+    reading an entry at its declared size), cells per row against `max_columns` and rows
+    against `max_rows` while the XML streams in. XML is parsed by defusedxml (entities off).
     """
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
-        return None, ProblemList.whole_file(
-            file, f"an Excel .xlsx workbook; this file is not one or is damaged ({exc!s:.80})"
+    if not openpyxl.DEFUSEDXML:  # openpyxl parses with defusedxml only when it is installed
+        raise _Refused(
+            "an .xlsx workbook, but workbooks cannot be read safely here (no defusedxml)"
         )
-    try:
-        rows = workbook.worksheets[0].iter_rows(values_only=True)
-        header = [_cell_text(value) for value in next(rows, ())]
-        table, numbers = _xlsx_rows(rows, len(header))
-    finally:
-        workbook.close()
+    with path.open("rb") as handle:
+        _check_archive(handle, limits)
+        handle.seek(0)
+        try:
+            workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+        except Exception as exc:  # whatever openpyxl meets in a damaged file
+            raise _Refused(_damaged(exc)) from None
+        try:
+            header, table, numbers = _sheet_table(workbook, limits)
+        finally:
+            workbook.close()
     width = max((len(row) for row in table), default=len(header))
     header += [""] * (width - len(header))
     frame = pd.DataFrame(
@@ -315,17 +400,121 @@ def _read_xlsx(path: Path, file: str) -> Read:
     return _drop_unnamed(frame, file), ProblemList()
 
 
-def _xlsx_rows(rows: Iterator[tuple[Any, ...]], width: int) -> tuple[list[list[str]], list[int]]:
+def _check_archive(handle: BinaryIO, limits: ReadLimits) -> None:
+    """Refuse a file that is not a zip, or whose parts declare more than max_workbook_bytes."""
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise _Refused(_damaged(exc)) from None
+    if declared > limits.max_workbook_bytes:
+        raise _Refused(
+            f"an .xlsx workbook of at most {limits.max_workbook_bytes:,} bytes uncompressed "
+            f"(the max_workbook_bytes limit); this one declares {declared:,}"
+        )
+
+
+def _damaged(exc: BaseException) -> str:
+    return f"an Excel .xlsx workbook; this file is not one or is damaged ({exc!s:.80})"
+
+
+def _sheet_table(workbook: Any, limits: ReadLimits) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows with a cell, and their row numbers, of the first sheet."""
+    header: list[str] = []
     table: list[list[str]] = []
     numbers: list[int] = []
-    for number, values in enumerate(rows, start=2):
+    sheets = workbook.worksheets
+    if not sheets:
+        raise _Refused("an .xlsx workbook with a worksheet (this one has none)")
+    for number, values in _sheet_rows(sheets[0], limits):
         cells = [_cell_text(value) for value in values]
-        while cells and not cells[-1] and len(cells) > width:
+        if number == 1:
+            header = cells
+            continue
+        while cells and not cells[-1] and len(cells) > len(header):
             cells.pop()
         if any(cells):
             table.append(cells)
             numbers.append(number)
-    return table, numbers
+    return header, table, numbers
+
+
+def _sheet_rows(sheet: Any, limits: ReadLimits) -> Iterator[tuple[int, list[Any]]]:
+    """(row number, cell values) of each row in the sheet's XML, streamed.
+
+    openpyxl's read-only sheet pads every row to the declared dimension (or drops what lies
+    outside it) and builds a whole row before anyone can count its cells; here the XML is
+    streamed with defusedxml, cells are counted as they open, each finished row is parsed by
+    openpyxl's own cell parser (shared strings, dates, booleans) and then dropped.
+    """
+    workbook = sheet.parent
+    try:
+        source = sheet._get_source()
+    except Exception as exc:
+        raise _Refused(_damaged(exc)) from None
+    last = 0
+    with source:
+        parser = WorkSheetParser(
+            source,
+            sheet._shared_strings,
+            data_only=True,
+            epoch=workbook.epoch,
+            date_formats=workbook._date_formats,
+            timedelta_formats=workbook._timedelta_formats,
+        )
+        open_elements: list[Any] = []
+        in_row = cells = elements = 0
+        events = openpyxl.xml.functions.iterparse(source, events=("start", "end"))
+        while True:
+            try:
+                event, element = next(events)
+                if event == "start":
+                    open_elements.append(element)
+                    if element.tag == _ROW_TAG:
+                        in_row, cells, elements = in_row + 1, 0, 0
+                    elif in_row:
+                        elements += 1
+                        cells += element.tag == _CELL_TAG
+                        if cells > limits.max_columns:
+                            raise _Refused(_too_wide(limits))
+                        if elements > _ELEMENTS_PER_CELL * limits.max_columns:
+                            raise _Refused(f"at most {_ELEMENTS_PER_CELL} XML elements per cell")
+                    continue
+                open_elements.pop()
+                row = None
+                if element.tag == _ROW_TAG:
+                    in_row -= 1
+                    row = parser.parse_row(element)
+                if not in_row and open_elements:  # done with it: keep memory flat
+                    open_elements[-1].remove(element)
+            except StopIteration:
+                break
+            except _Refused:
+                raise
+            except Exception as exc:  # whatever the XML or openpyxl's parser meets
+                raise _Refused(_damaged(exc)) from None
+            if row is None:
+                continue
+            number, found = row
+            if number <= last or number > EXCEL_ROWS:
+                raise _Refused(
+                    f"rows numbered in increasing order from 1 to at most {EXCEL_ROWS:,} "
+                    f"(row {number} comes after row {last})"
+                )
+            _check_rows(number - 1, limits)
+            last = number
+            width = max((cell["column"] for cell in found), default=0)
+            if width > limits.max_columns:
+                raise _Refused(_too_wide(limits, get_column_letter(min(width, 18_278))))
+            values: list[Any] = [None] * width
+            for cell in found:
+                values[cell["column"] - 1] = cell["value"]
+            yield number, values
+
+
+def _too_wide(limits: ReadLimits, column: str | None = None) -> str:
+    reaches = f"; a row reaches column {column}" if column else ""
+    return f"at most {limits.max_columns:,} columns (the max_columns limit){reaches}"
 
 
 def _cell_text(value: Any) -> str:
@@ -346,9 +535,15 @@ def _cell_text(value: Any) -> str:
 # Parquet ---------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, file: str) -> Read:
-    """A Parquet file with its column types kept (dates as datetime64, counts as integers)."""
+def _read_parquet(path: Path, file: str, limits: ReadLimits) -> Read:
+    """A Parquet file with its column types kept (dates as datetime64, counts as integers).
+
+    Rows and columns are checked against the limits in the file's metadata, before reading.
+    """
     try:
+        metadata = pq.read_metadata(path)
+        _check_columns(metadata.num_columns, limits)
+        _check_rows(metadata.num_rows, limits)
         table = pq.read_table(path)
     except (pa.ArrowException, ValueError) as exc:
         return None, ProblemList.whole_file(
@@ -362,12 +557,34 @@ def _read_parquet(path: Path, file: str) -> Read:
 
 # Shared ----------------------------------------------------------------------------------
 
-_READERS: dict[str, Callable[[Path, str], Read]] = {
+_READERS: dict[str, Callable[[Path, str, ReadLimits], Read]] = {
     ".csv": _read_csv,
     ".json": _read_json,
     ".xlsx": _read_xlsx,
     ".parquet": _read_parquet,
 }
+
+
+def _check_rows(count: int, limits: ReadLimits) -> None:
+    """Refuse a file over `max_rows` data rows (checked as they are read, where possible)."""
+    if limits.max_rows is not None and count > limits.max_rows:
+        raise _Refused(
+            f"at most {limits.max_rows:,} data rows in one file (the max_rows limit); "
+            "split the file"
+        )
+
+
+def _check_columns(count: int, limits: ReadLimits) -> None:
+    if count > limits.max_columns:
+        raise _Refused(_too_wide(limits) + f"; this file has {count:,}")
+
+
+def _scrub(text: str, path: Path, file: str) -> str:
+    """`text` with the path a file was read from replaced by the file's own name."""
+    if file != str(path):
+        for where in (str(path.resolve()), str(path), path.name):
+            text = text.replace(where, file)
+    return text
 
 
 def _drop_unnamed(frame: pd.DataFrame, file: str) -> pd.DataFrame:

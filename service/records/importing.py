@@ -8,7 +8,7 @@ single finding goes through the same checks as a file of them.
 
 from __future__ import annotations
 
-import shutil
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,17 +18,20 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from scoring.input_files import read_table
+from scoring.input_files import DEFAULT_LIMITS, read_table
 from scoring.inputs import validate_findings, validate_institutions
+from scoring.limits import ReadLimits
 from scoring.problems import raise_problems
 from scoring.rules import RuleSet
 from service.core.clock import now
 from service.core.database import writing
-from service.core.errors import Conflict, InvalidInput
+from service.core.errors import Conflict, TooLarge
+from service.core.settings import Settings
 from service.records import storage
 
-MAX_FILES = 20
-"""Files in one upload."""
+_EXTENSION = re.compile(r"[.][A-Za-z0-9]{1,16}")
+_CHUNK = 1 << 20
+"""Bytes of an upload copied to disk at a time."""
 
 
 def is_findings(raw: pd.DataFrame) -> bool:
@@ -37,21 +40,28 @@ def is_findings(raw: pd.DataFrame) -> bool:
 
 
 def import_files(
-    engine: Engine, paths: Sequence[Path], *, rules: RuleSet, by: str, names: Sequence[str] = ()
+    engine: Engine,
+    paths: Sequence[Path],
+    *,
+    rules: RuleSet,
+    by: str,
+    names: Sequence[str] = (),
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> storage.ImportSummary:
     """Validate every file, then store them in one transaction (institutions first).
 
     `names` are how the files are called in error reports (an upload's own file name);
-    by default their paths.
+    by default their paths. `limits` bound what reading each file may cost (the command
+    line's defaults unless the service passes its settings').
     """
     labels = list(names) or [str(p) for p in paths]
-    raws = [(label, read_table(path)) for label, path in zip(labels, paths, strict=True)]
+    raws = [
+        (label, read_table(path, limits, name=label))
+        for label, path in zip(labels, paths, strict=True)
+    ]
     institution_files = [(label, raw) for label, raw in raws if not is_findings(raw)]
     finding_files = [(label, raw) for label, raw in raws if is_findings(raw)]
-    try:
-        return _store(engine, institution_files, finding_files, rules=rules, by=by)
-    except IntegrityError as exc:  # e.g. the same new finding_id in two files of one import
-        raise Conflict(f"the import conflicts with itself or the record: {exc.orig}") from None
+    return _store(engine, institution_files, finding_files, rules=rules, by=by)
 
 
 def _store(
@@ -62,46 +72,114 @@ def _store(
     rules: RuleSet,
     by: str,
 ) -> storage.ImportSummary:
-    with writing(engine) as conn:
-        checked = [validate_institutions(raw, file=label) for label, raw in institution_files]
-        known = storage.known_usccs(conn).union(*(set(frame["uscc"]) for frame, _ in checked))
-        found = [
-            validate_findings(raw, file=label, rules=rules, known_uscc=known)
-            for label, raw in finding_files
-        ]
-        raise_problems(*(problems for _, problems in checked + found))
-        at = now()
-        summaries = [
-            storage.import_frames(conn, institution_frame=frame, finding_frame=None, by=by, at=at)
-            for frame, _ in checked
-        ] + [
-            storage.import_frames(conn, institution_frame=None, finding_frame=frame, by=by, at=at)
-            for frame, _ in found
-        ]
-    return storage.ImportSummary(
-        *(sum(getattr(s, f) for s in summaries) for f in storage.ImportSummary.__dataclass_fields__)
+    found: list[tuple[pd.DataFrame, Any]] = []
+    try:
+        with writing(engine) as conn:
+            checked = [validate_institutions(raw, file=label) for label, raw in institution_files]
+            known = storage.known_usccs(conn).union(*(set(frame["uscc"]) for frame, _ in checked))
+            found = [
+                validate_findings(raw, file=label, rules=rules, known_uscc=known)
+                for label, raw in finding_files
+            ]
+            raise_problems(*(problems for _, problems in checked + found))
+            at = now()
+            summaries = [
+                storage.import_frames(
+                    conn, institution_frame=frame, finding_frame=None, by=by, at=at
+                )
+                for frame, _ in checked
+            ] + [
+                storage.import_frames(
+                    conn, institution_frame=None, finding_frame=frame, by=by, at=at
+                )
+                for frame, _ in found
+            ]
+    except IntegrityError:
+        # Never the database's message: it quotes the SQL and every parameter of the batch.
+        conflict = _conflict([label for label, _ in finding_files], [f for f, _ in found])
+    else:
+        return storage.ImportSummary(
+            *(
+                sum(getattr(s, f) for s in summaries)
+                for f in storage.ImportSummary.__dataclass_fields__
+            )
+        )
+    raise conflict  # outside the handler, so the IntegrityError is not even its context
+
+
+def _conflict(labels: list[str], frames: list[pd.DataFrame]) -> Conflict:
+    """What an import that broke a unique key conflicts with, in a few words.
+
+    Findings without a finding_id are keyed by their content, so two identical ones in an
+    import collide; anything else was stored by another request meanwhile.
+    """
+    seen: dict[str, str] = {}
+    for label, frame in zip(labels, frames, strict=False):
+        given = frame["finding_id"].tolist()
+        for position, record in enumerate(storage.finding_records(frame)):
+            where = _row_of(label, str(given[position]), position)
+            first = seen.setdefault(record["finding_id"], where)
+            if first != where:
+                return Conflict(
+                    f"the same finding twice in this import ({first} and {where}): findings "
+                    f"without a finding_id are known by their content ({record['finding_id']});"
+                    " remove the duplicate or give each a finding_id. Nothing was stored"
+                )
+    return Conflict(
+        "the import conflicts with records stored by another request at the same time; "
+        "nothing was stored: try again"
     )
 
 
+def _row_of(label: str, given: str, position: int) -> str:
+    if given.startswith("#") and given[1:].isdigit():
+        return f"{label} row {given[1:]}"
+    return f"{label} finding {given}" if given else f"{label} row {position + 1}"
+
+
 def import_uploads(
-    engine: Engine, uploads: Sequence[tuple[str, BinaryIO]], *, rules: RuleSet, by: str
+    engine: Engine,
+    uploads: Sequence[tuple[str, BinaryIO]],
+    *,
+    rules: RuleSet,
+    by: str,
+    settings: Settings,
 ) -> storage.ImportSummary:
     """Import uploaded files (each a name and its content) as `import_files` imports files.
 
+    At most `max_upload_files` files and `max_upload_bytes` bytes in all: each is copied to
+    disk a chunk at a time with a running count, and the copy stops at the first byte over
+    (TooLarge), never reading the rest. Each file is read within `settings.read_limits`.
     Errors name each file by its own name, never by where it was kept meanwhile.
     """
-    if len(uploads) > MAX_FILES:
-        raise InvalidInput(f"at most {MAX_FILES} files per import, not {len(uploads)}")
+    if len(uploads) > settings.max_upload_files:
+        raise TooLarge(
+            f"at most {settings.max_upload_files} files per import (the max_upload_files "
+            f"limit, CREDIT_MAX_UPLOAD_FILES), not {len(uploads)}"
+        )
     with tempfile.TemporaryDirectory() as folder:
         paths, names = [], []
+        left = settings.max_upload_bytes
         for n, (upload_name, content) in enumerate(uploads):
-            name = Path(upload_name or f"upload-{n}").name
-            path = Path(folder) / f"{n}-{name}"
+            name = re.split(r"[\\/]", upload_name)[-1] or f"upload-{n}"  # no folders, even C:\\
+            # Kept as n.ext: the reader goes by the extension; nothing else of the name is used.
+            suffix = Path(name).suffix
+            path = Path(folder) / (str(n) + (suffix if _EXTENSION.fullmatch(suffix) else ""))
             with path.open("wb") as out:
-                shutil.copyfileobj(content, out)
+                while chunk := content.read(min(_CHUNK, left + 1)):
+                    left -= len(chunk)
+                    if left < 0:
+                        raise TooLarge(
+                            f"at most {settings.max_upload_bytes:,} bytes in the files of one "
+                            "import (the max_upload_bytes limit, CREDIT_MAX_UPLOAD_BYTES); "
+                            f"{name} goes over it"
+                        )
+                    out.write(chunk)
             paths.append(path)
             names.append(name)
-        return import_files(engine, paths, rules=rules, by=by, names=names)
+        return import_files(
+            engine, paths, rules=rules, by=by, names=names, limits=settings.read_limits
+        )
 
 
 def record_finding(
