@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from tests.servers import (
     ROOT,
+    UNLIMITED,
     PostgresUnavailable,
     Server,
     create_database,
@@ -79,7 +80,9 @@ def serve_service(
     return running_server(
         name,
         serve_command(workers),
-        env=_environment(tree, {"CREDIT_DATABASE_URL": database_url, "CREDIT_HOST": "127.0.0.1"}),
+        env=_environment(
+            tree, {"CREDIT_DATABASE_URL": database_url, "CREDIT_HOST": "127.0.0.1", **UNLIMITED}
+        ),
         log=folder / f"{name}.log",
         cwd=tree,
         ready="/ready",

@@ -73,6 +73,12 @@ class Counting:
                 commit_elsewhere(url)
             return {"name": name, "key": x_api_key, "call": self.calls}
 
+        @app.get("/v1/kept-year/{year}")
+        @cached(query=["revision"])
+        def kept_year(year: int, revision: int | None = None) -> dict[str, object]:
+            self.calls += 1
+            return {"year": year, "revision": revision, "call": self.calls}
+
         @app.get("/v1/not-kept")
         def not_kept() -> dict[str, int]:
             self.calls += 1
@@ -169,6 +175,32 @@ def test_junk_in_the_url_is_never_kept(counting: Counting) -> None:
         assert counting.client.get(url).status_code == 200
         assert counting.client.get(url).status_code == 200
         assert counting.calls == before + 2, url
+
+
+def test_only_the_canonical_url_of_an_answer_is_kept(counting: Counting) -> None:
+    """Each of these is answered as `/v1/kept-year/2023?revision=1` is, so each could be kept
+    apart and a few thousand would push out everything kept: none is kept."""
+    canonical = "/v1/kept-year/2023?revision=1"
+    assert counting.client.get(canonical).json() == {"year": 2023, "revision": 1, "call": 1}
+    assert counting.client.get(canonical).json()["call"] == 1
+    for url in (
+        "/v1/kept-year/00002023?revision=1",
+        "/v1/kept-year/2023.000?revision=1",
+        "/v1/kept-year/+2023?revision=1",
+        "/v1/kept-year/2023?revision=0001",
+        "/v1/kept-year/2023?revision=1.0",
+        "/v1/kept-year/2023?revision=%31",
+        "/v1/kept-year/2023?revision=1&revision=1",
+        "/v1/kept-year/2023?revision=1&",
+    ):
+        before = counting.calls
+        first = counting.client.get(url)
+        assert first.status_code == 200, url
+        assert (first.json()["year"], first.json()["revision"]) == (2023, 1), url
+        assert counting.client.get(url).json()["call"] == before + 2, url
+    assert counting.client.get(canonical).json()["call"] == 1  # the canonical one still kept
+    counting.client.get("/v1/kept-year/2024")
+    assert counting.client.get("/v1/kept-year/2024").json()["call"] == counting.calls
 
 
 def test_only_successful_answers_of_marked_get_routes_are_kept(counting: Counting) -> None:

@@ -18,6 +18,7 @@ from scoring.shipped import load_rules
 from service.api import problems
 from service.api.caches.memory import ReadCache
 from service.api.caches.responses import ResponseCache
+from service.api.guard import Guard
 from service.api.routes import (
     deliveries,
     evaluate,
@@ -91,10 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses=problems.responses(400, 401, 422),
+        responses=problems.responses(400, 401, 408, 413, 422, 429),
     )
-    # Metrics outermost, so answers from the response cache are counted and timed too.
+    # Metrics outermost, so answers from the response cache are counted and timed too; the
+    # guard around the cache, so that they are rate-limited and get the security headers.
     app.add_middleware(ResponseCache, cache=cache)
+    app.add_middleware(Guard, settings=settings, cache=cache, engine=engine)
     app.add_middleware(Metrics)
     app.state.settings = settings
     app.state.engine = engine

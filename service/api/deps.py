@@ -61,22 +61,36 @@ def _lookup(engine: Engine, key: str) -> Principal | None:
         return keys.lookup(conn, key)
 
 
-async def _principal(request: Request, key: str | None) -> Principal | None:
-    """None without a key; else the key's holder, from the database unless cached.
+LOOKED_UP = "credit.principal"
+"""Scope entry where the guard leaves the key it looked up and its holder, so that the route's
+access rule does not look the same key up again."""
+
+
+async def find_principal(cache: ReadCache, engine: Engine, key: str) -> Principal | None:
+    """The holder of `key` (None: unknown or revoked), from memory unless the database changed.
 
     The engine and cache are taken from app.state directly, not as sub-dependencies: each
     dependency costs FastAPI more to solve than this whole function on a cache hit.
     """
-    if key is None:
-        return None
-    engine: Engine = request.app.state.engine
-    cache: ReadCache = request.app.state.cache
     generation = await cache.generation()
     principal: Principal | None = cache.get(("key", key))
     if principal is None:
         principal = await run_in_threadpool(_lookup, engine, key)
         if principal is not None:
             cache.put(generation, ("key", key), principal)
+    return principal
+
+
+async def _principal(request: Request, key: str | None) -> Principal | None:
+    """None without a key; else the key's holder (401 for an unknown or revoked key)."""
+    if key is None:
+        return None
+    known: tuple[str, Principal | None] | None = request.scope.get(LOOKED_UP)
+    if known is not None and known[0] == key:
+        principal = known[1]
+    else:
+        state = request.app.state
+        principal = await find_principal(state.cache, state.engine, key)
     if principal is None:
         raise HTTPException(401, "Invalid or revoked API key")
     return principal

@@ -12,13 +12,15 @@ here do they become HTTP statuses, so the scorer and the storage never know abou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from scoring.errors import InputError, RulesError, ScoringError, UnknownInstitution
 from service.core.errors import (
@@ -46,6 +48,10 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
 problem is listed, has a handler of its own)."""
 
 
+TITLES = {408: "Request timeout", 413: "Too large", 429: "Too many requests"}
+"""Titles of the statuses whose HTTPException detail says which limit (the problem's detail)."""
+
+
 class Problem(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -57,15 +63,38 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    status: int, title: str, detail: str | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = Problem(title=title, status=status, detail=detail, **extra)
+    sent = dict(headers or {})
+    if status == 401:
+        sent["WWW-Authenticate"] = "ApiKey"
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=status,
         media_type=MEDIA_TYPE,
-        headers={"WWW-Authenticate": "ApiKey"} if status == 401 else None,
+        headers=sent or None,
     )
+
+
+def allowed_methods(app: Any, scope: Scope) -> str:
+    """The methods of every route whose path matches the request's (for a 405's `Allow`):
+    Starlette names only the first route it matched, and paths here have a GET and a POST."""
+    path = scope["path"]
+    flatten = getattr(routing, "iter_route_contexts", None)  # FastAPI >= 0.16x nests routers
+    routes = flatten(app.router.routes) if flatten else app.router.routes
+    methods = {
+        method
+        for route in routes
+        if route.path_regex.match(path)
+        for method in (getattr(route, "methods", None) or ())
+    }
+    return ", ".join(sorted(methods))
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -76,6 +105,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The key's role may not do this",
         404: "Not found",
         409: "Conflict with the stored state",
+        408: "The request's body did not arrive in time",
         413: "Over a limit (the problem names it)",
         422: "Invalid request or input",
         429: "Too many requests (Retry-After says when to try again)",
@@ -96,8 +126,14 @@ def install(app: FastAPI) -> None:
         return problem_response(422, "Invalid request", "see errors", errors=errors)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), None)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, request.scope)
+        title = TITLES.get(exc.status_code)
+        if title is None:
+            return problem_response(exc.status_code, str(exc.detail), None, headers=headers)
+        return problem_response(exc.status_code, title, str(exc.detail), headers=headers)
 
     @app.exception_handler(InputError)
     async def _input(_: Request, exc: InputError) -> JSONResponse:

@@ -7,6 +7,7 @@ a wrong check character is refused with 422 before any handler runs.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
@@ -53,6 +54,37 @@ ScaleName = Annotated[
 Day = Annotated[date, Field(ge=date(MIN_YEAR, 1, 1), le=date(MAX_YEAR, 12, 31))]
 
 
+MAX_RULES_DEPTH = 32
+"""Nesting of candidate rules sent to /v1/evaluate (the shipped ones are 5 levels deep)."""
+MAX_WHOLE = 2**63 - 1
+"""Largest whole number in candidate rules: what SQLite and PostgreSQL can compare with."""
+
+
+def _plain_data(value: dict[str, Any]) -> dict[str, Any]:
+    """Candidate rules as the rule files could hold them: refuses (as 422, not as a 500 from
+    wherever the value would have ended up) deep nesting, numbers no database can hold,
+    NaN and infinities, and NUL characters."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_RULES_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_RULES_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, bool):
+            pass
+        elif isinstance(item, int) and abs(item) > MAX_WHOLE:
+            raise ValueError(f"a whole number beyond ±{MAX_WHOLE}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN or an infinite number")
+        elif isinstance(item, str) and "\x00" in item:
+            raise ValueError("a NUL character")
+    return value
+
+
 JSON_COLUMNS = ("vetoes", "points")
 """Columns of a stored snapshot row that hold JSON text."""
 
@@ -64,11 +96,14 @@ class Strict(BaseModel):
 class InstitutionCreate(Strict):
     uscc: USCC
     name: Annotated[
-        str, Field(min_length=1, max_length=200, examples=["天津市西青区启航文化培训学校"])
+        str,
+        Field(
+            min_length=1, max_length=200, pattern=NO_NUL, examples=["天津市西青区启航文化培训学校"]
+        ),
     ]
     district_code: Annotated[str, Field(pattern=r"^\d{6}$", examples=["120111"])]
     licence_no: Annotated[
-        str, Field(min_length=1, max_length=100, examples=["教民11201117000001号"])
+        str, Field(min_length=1, max_length=100, pattern=NO_NUL, examples=["教民11201117000001号"])
     ]
     address: Text = ""
     status: InstitutionStatus = InstitutionStatus.operating
@@ -217,10 +252,12 @@ class EvaluateRequest(Strict):
         default=None,
         description="Findings to rate instead of the stored ones for the year (all of them).",
     )
-    rules: dict[str, Any] | None = Field(
+    rules: Annotated[dict[str, Any], AfterValidator(_plain_data)] | None = Field(
         default=None,
         description="A candidate rule set: file name -> content, as the files in rules/ "
-        "(ruleset.yaml, indicators.yaml, vetoes.yaml, scales.yaml).",
+        "(ruleset.yaml, indicators.yaml, vetoes.yaml, scales.yaml). At most "
+        f"{MAX_RULES_DEPTH} levels deep; whole numbers within ±(2**63 − 1); no NaN, no "
+        "infinity, no NUL.",
     )
 
 

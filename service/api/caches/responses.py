@@ -10,9 +10,12 @@ commit anywhere (the `ReadCache` generation, SQLite's `PRAGMA data_version`).
 Nothing about access is decided here: a request is only ever answered from memory with what
 the route itself answered to the very same path, query and key, and only 200s are kept. A
 bad, revoked (a commit) or under-privileged key, a bad year or code, a missing snapshot all
-reach the route and get its answer. Only requests whose query names nothing but the route's
-own parameters, and whose path and query are short, are kept, so that junk in a URL can
-neither fill the memory nor push out what is kept. When `ReadCache` cannot tell whether
+reach the route and get its answer. Only requests whose path and query are short and written
+the one canonical way are kept: a query naming nothing but the route's own parameters, each
+once, in order, nothing escaped that need not be, and every whole number written as Python
+writes it (`2023`, never `02023`, `2023.000`, `%32023` or `+2023`, which the route answers
+alike). So junk in a URL can neither fill the memory nor push out what is kept: each answer
+kept has one URL. When `ReadCache` cannot tell whether
 anything was committed (PostgreSQL unreachable), nothing is answered from memory.
 
 Sits inside every middleware that could change a response (there is none around it but the
@@ -22,9 +25,11 @@ metrics): what is sent from memory is what the route sent.
 from __future__ import annotations
 
 import hashlib
+import re
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,12 +106,45 @@ class ResponseCache:
 
 
 def _keepable(scope: Scope, start: Message) -> bool:
-    """A 200 of a route marked `@cached`, asked with none but the route's query parameters."""
-    allowed = cached_query(scope.get("endpoint"))
+    """A 200 of a route marked `@cached`, asked the canonical way (`_canonical`)."""
+    endpoint = scope.get("endpoint")
+    allowed = cached_query(endpoint)
     if start["status"] != 200 or allowed is None:
         return False
-    names = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    return all(name in allowed for name, _ in names)
+    return _canonical(scope, allowed, _whole_numbers(endpoint))
+
+
+WHOLE = re.compile(r"0|-?[1-9][0-9]*")
+"""A whole number as `str(int(...))` writes it."""
+
+
+def _canonical(scope: Scope, allowed: frozenset[str], whole: frozenset[str]) -> bool:
+    """Whether the request's URL is the one way of writing what the route was asked: its query
+    names only `allowed` parameters, each once, sorted, escaped as `urlencode` escapes, and
+    each parameter in `whole` (path or query) is written as `str(int(value))` writes it."""
+    raw: bytes = scope["query_string"]
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in pairs]
+    if names != sorted(set(names)) or not all(name in allowed for name in names):
+        return False
+    if urlencode(pairs).encode("latin-1") != raw:
+        return False
+    values = [*scope.get("path_params", {}).items(), *pairs]
+    return all(WHOLE.fullmatch(str(value)) for name, value in values if name in whole)
+
+
+def _whole_numbers(endpoint: Any) -> frozenset[str]:
+    """The names of the endpoint's parameters that are whole numbers (worked out once)."""
+    found: frozenset[str] | None = getattr(endpoint, "whole_numbers", None)
+    if found is None:
+        hints = typing.get_type_hints(endpoint)  # Annotated[...] and `X | None` resolved
+        found = frozenset(name for name, hint in hints.items() if _is_int(hint))
+        endpoint.whole_numbers = found
+    return found
+
+
+def _is_int(hint: Any) -> bool:
+    return hint is int or (int in typing.get_args(hint) and bool not in typing.get_args(hint))
 
 
 def _copy(message: Message) -> Message:

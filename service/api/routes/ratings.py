@@ -50,8 +50,15 @@ def _visible(
         found = snapshots.published(conn, year=year)
         assert found is not None
         return found
-    snap = snapshots.get(conn, year, revision)
-    if snap.status != "published" and (who is None or who.role not in EXPLAINERS):
+    if who is not None and who.role in EXPLAINERS:
+        return snapshots.get(conn, year, revision)
+    # Others are told the same of a draft as of a revision that does not exist: else anyone
+    # could count the drafts.
+    try:
+        snap = snapshots.get(conn, year, revision)
+    except NotFound:
+        snap = None
+    if snap is None or snap.status != "published":
         raise NotFound(f"no published revision {revision} of {year}")
     return snap
 
