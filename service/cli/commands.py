@@ -42,7 +42,7 @@ from service.core.database import make_engine, reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
 from service.core.migrate import upgrade
 from service.core.settings import Settings
-from service.ratings import integrity, snapshots
+from service.ratings import integrity
 from service.ratings.dry_run import dry_run
 from service.records import storage
 from service.records.importing import import_files
@@ -210,15 +210,40 @@ def import_(
 
 
 @app.command()
-def verify() -> None:
-    """Recompute every snapshot hash from the stored rows; exit 1 naming any altered one."""
-    engine = _engine(_settings())
+def verify(
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help="Also accept signatures by this Ed25519 public key (PEM), e.g. a retired one; "
+            "repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check every snapshot: content hashes, the hash chain, each signature (with the key of
+    CREDIT_SIGNING_KEY and any --public-key) and the chain head recorded in CREDIT_ANCHOR_FILE;
+    exit 1 naming any altered or missing snapshot."""
+    settings = _settings()
+    keys_given = [integrity.load_public_key(path) for path in public_key or []]
+    if settings.signing_key is not None:
+        keys_given.append(integrity.load_signing_key(settings.signing_key).public_key())
+    engine = _engine(settings)
     with reading(engine) as conn:
-        problems = integrity.verify(conn)
-        count = len(snapshots.every(conn))
-    if problems:
-        fail("snapshots were altered:\n" + "\n".join(problems))
-    print(f"{count} snapshot(s) verified: every content hash and the hash chain match")
+        found = integrity.check(conn, public_keys=keys_given, anchor_file=settings.anchor_file)
+    notes = "".join(f"\nnote: {note}" for note in found.notes)
+    if found.problems:
+        fail("snapshots were altered:\n" + "\n".join(found.problems) + notes)
+    signed = (
+        f"; {found.signed} signature(s) checked"
+        if keys_given
+        else f"; {found.signed} signed (not checked)"
+    )
+    print(
+        f"{found.snapshots} snapshot(s) verified: every content hash and the hash chain match"
+        + (signed if found.signed else "")
+        + notes
+    )
 
 
 @app.command()
@@ -247,8 +272,29 @@ def evaluate(
         print(EvaluateResponse.of(result).model_dump_json(indent=2))
 
 
-keys_app = _Commands(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+keys_app = _Commands(
+    help="API keys: create (shown once), list, revoke; and the key that signs publications.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("signing")
+def keys_signing(
+    path: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default: CREDIT_SIGNING_KEY).", show_default=False),
+    ] = None,
+) -> None:
+    """Create the Ed25519 key that signs published snapshots (a file of mode 0600, never
+    overwritten; it is never stored in the database) and print its public key."""
+    target = path or _settings().signing_key
+    if target is None:
+        raise NotConfigured("give --path, or set CREDIT_SIGNING_KEY to where the key goes")
+    public = integrity.create_signing_key(target).public_key()
+    print(f"signing key written to {target} (keep it secret; point CREDIT_SIGNING_KEY to it)")
+    print(f"fingerprint: {integrity.fingerprint(public)}")
+    print(integrity.public_pem(public), end="")
 
 
 @keys_app.command("create")

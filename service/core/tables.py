@@ -103,6 +103,10 @@ snapshots = Table(
     Column("chain_seq", Integer, unique=True),
     Column("prev_hash", Text),
     Column("chain_hash", Text),
+    # Ed25519 signature of the chain hash (base64) and the signing key's fingerprint: set at
+    # publication when a signing key is configured (service.ratings.integrity); NULL before.
+    Column("signature", Text),
+    Column("key_fingerprint", Text),
     UniqueConstraint("year", "revision"),
     # One first publication per year, and one correction per published revision: concurrent
     # publishes of a year cannot both succeed, whatever the application does.

@@ -5,11 +5,14 @@ lock on PostgreSQL), and a unique index allows one first publication per year an
 correction per revision, so concurrent publishes of a year give exactly one result and a
 Conflict for the others. The delivery to the city platform is queued in the publishing
 transaction (`service.sharing.outbox`), so a published year always has its delivery queued.
+With a signing key, the publication is signed; with an anchor file, its chain head is appended
+there as the transaction's last step (`service.ratings.integrity`).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -19,10 +22,18 @@ from scoring.engine import rate
 from scoring.explain import explain_all, input_digest
 from scoring.rules import RuleSet
 from service.core.clock import now
-from service.core.errors import Conflict, NotFound
+from service.core.errors import Conflict, NotConfigured, NotFound
 from service.core.settings import SharingConfig
 from service.core.tables import snapshot_rows, snapshots
-from service.ratings.integrity import GENESIS, chain_hash, content_hash
+from service.ratings.integrity import (
+    GENESIS,
+    append_anchor,
+    chain_hash,
+    content_hash,
+    fingerprint,
+    load_signing_key,
+    sign,
+)
 from service.ratings.snapshots import Snapshot, as_dict, get, latest_draft, published, rows_of
 from service.records import storage
 from service.sharing import outbox
@@ -98,6 +109,8 @@ def publish(
     reason: str | None,
     by: str,
     sharing: SharingConfig | None = None,
+    signing_key: Path | None = None,
+    anchor_file: Path | None = None,
 ) -> Snapshot:
     """Make a draft the year's official result; a second publication is a correction.
 
@@ -105,7 +118,12 @@ def publish(
     when the draft is already published, or when another publish of the year won the race.
     The delivery to the city platform is queued in the same transaction (see
     service.sharing.outbox).
+
+    `signing_key` (CREDIT_SIGNING_KEY) signs the publication; once one publication is signed,
+    publishing without the key is refused (NotConfigured). `anchor_file` (CREDIT_ANCHOR_FILE)
+    gets a line recording the new chain head; if it cannot be written, nothing is published.
     """
+    key = load_signing_key(signing_key) if signing_key is not None else None
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
     current = published(conn, year=year, required=False)
@@ -132,12 +150,16 @@ def publish(
                 "publishing again is a correction and needs a reason"
             )
     last = conn.execute(
-        select(snapshots.c.chain_seq, snapshots.c.chain_hash)
+        select(snapshots.c.chain_seq, snapshots.c.chain_hash, snapshots.c.signature)
         .where(snapshots.c.chain_seq.is_not(None))
         .order_by(snapshots.c.chain_seq.desc())
         .limit(1)
     ).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    if key is None and last is not None and last[2] is not None:
+        raise NotConfigured(
+            "publications are signed: set CREDIT_SIGNING_KEY to the signing key to publish"
+        )
     values: dict[str, Any] = {
         "status": "published",
         "supersedes": current.revision if current else None,
@@ -148,6 +170,9 @@ def publish(
         "prev_hash": prev,
     }
     values["chain_hash"] = chain_hash({**as_dict(draft), **values}, prev)
+    if key is not None:
+        values["signature"] = sign(key, values["chain_hash"])
+        values["key_fingerprint"] = fingerprint(key.public_key())
     try:
         updated = conn.execute(
             snapshots.update()
@@ -166,4 +191,6 @@ def publish(
         config=sharing or SharingConfig(),
         now=values["published_at"],
     )
+    if anchor_file is not None:  # last: an error above leaves no line for a rolled-back publish
+        append_anchor(anchor_file, done)
     return done

@@ -39,6 +39,8 @@ class Snapshot:
     chain_seq: int | None
     prev_hash: str | None
     chain_hash: str | None
+    signature: str | None = None  # Ed25519, of the chain hash (None: unsigned)
+    key_fingerprint: str | None = None  # of the key that signed it
 
 
 def as_dict(s: Snapshot) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics, for whoever runs the service."""
+"""Liveness, readiness and Prometheus metrics, for whoever runs the service; and the public key
+that signs published snapshots, for whoever checks them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import Anyone, EngineDep
-from service.api.problems import problem_response
-from service.core.migrate import is_current
+from service.api.deps import Anyone, EngineDep, SettingsDep
+from service.api.problems import problem_response, responses
+from service.core.errors import NotFound
+from service.core.migrate import is_current, missing_guards
+from service.ratings import integrity
 
 router = APIRouter(tags=["operations"])
 
@@ -18,17 +21,50 @@ async def health(who: Anyone) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="The database is reachable and migrated", response_model=None)
+@router.get(
+    "/ready",
+    summary="The database is reachable and migrated, and its guards are in place",
+    response_model=None,
+)
 def ready(who: Anyone, engine: EngineDep) -> dict[str, str] | Response:
     try:
         current = is_current(engine)
+        with engine.connect() as conn:
+            missing = missing_guards(conn) if current else []
     except SQLAlchemyError as exc:
         return problem_response(503, "Database unreachable", type(exc).__name__)
     if not current:
         return problem_response(503, "Database not migrated", "run the migrations")
+    if missing:
+        return problem_response(
+            503,
+            "Database guards missing",
+            f"missing or altered: {', '.join(missing)}; restarting the service (or any "
+            "credit-rating command) restores them; then run `credit-rating verify`",
+        )
     return {"status": "ready"}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(who: Anyone) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/signing-key",
+    summary="The public key that signs published snapshots (Ed25519)",
+    responses=responses(404, 409),
+    tags=["ratings"],
+)
+def signing_key(who: Anyone, settings: SettingsDep) -> dict[str, str]:
+    """A snapshot's `signature` is this key's Ed25519 signature of `credit-rating snapshot v1`,
+    a newline, then the snapshot's `chain_hash` (UTF-8); `key_fingerprint` names the key."""
+    if settings.signing_key is None:
+        raise NotFound("snapshots are not signed here: no signing key is configured")
+    key = integrity.load_signing_key(settings.signing_key).public_key()
+    return {
+        "algorithm": "Ed25519",
+        "fingerprint": integrity.fingerprint(key),
+        "public_key": integrity.public_pem(key),
+        "signed_message": integrity.SIGNED_PREFIX + "{chain_hash}",
+    }
