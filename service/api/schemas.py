@@ -180,6 +180,9 @@ class SnapshotPublic(Strict):
     reason: str | None
     published_at: datetime | None
     chain_hash: str | None
+    # Ed25519 signature of the chain hash, checkable with GET /v1/signing-key (None: unsigned)
+    signature: str | None = None
+    key_fingerprint: str | None = None
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> SnapshotPublic:

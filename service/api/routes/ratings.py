@@ -106,6 +106,8 @@ def publish(
             reason=body.reason,
             by=who.name,
             sharing=settings.sharing,
+            signing_key=settings.signing_key,
+            anchor_file=settings.anchor_file,
         )
     return SnapshotPublic.of(done)
 
