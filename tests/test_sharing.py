@@ -7,13 +7,17 @@ and checks what the platform applied against what the outbox says.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import signal
+import socketserver
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,9 +30,9 @@ from typer.testing import CliRunner
 from scoring.shipped import load_rules
 from service.cli import app
 from service.core.database import make_engine, reading, writing
-from service.core.errors import Conflict
+from service.core.errors import Conflict, NotConfigured
 from service.core.migrate import upgrade
-from service.core.settings import SharingConfig
+from service.core.settings import Settings, SharingConfig
 from service.core.tables import deliveries, delivery_attempts
 from service.ratings import publishing, snapshots
 from service.records.importing import import_files
@@ -47,7 +51,7 @@ from tests.fake_platform import (
     Slow,
     TooMany,
 )
-from tests.servers import ROOT, running_service
+from tests.servers import ROOT, running_server, running_service, serve_command
 
 SECRET = "test-secret"
 CONFIG = SharingConfig(batch_size=5)
@@ -229,6 +233,107 @@ def test_backoff_grows_and_honours_retry_after() -> None:
     rng = random.Random(1)
     assert all(0 <= policy.delay(n, None, rng) <= min(30.0, 2 ** (n - 1)) for n in range(1, 9))
     assert policy.delay(1, 7.5, rng) >= 7.5
+    capped = RetryPolicy(attempts=8, base=1000.0, cap=10_000.0, max_wait=5.0)
+    assert all(policy.delay(n, None, rng) <= 30.0 for n in range(1, 9))
+    assert all(0 <= capped.delay(n, 86_400, rng) == 5.0 for n in range(1, 9))
+    assert all(0 <= capped.delay(n, None, rng) <= 5.0 for n in range(1, 9))
+
+
+def platform_settings(fake: FakePlatform, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "platform_url": fake.url,
+        "platform_secret": SECRET,
+        "platform_timeout": TIMEOUT,
+        "platform_backoff": 0.001,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+def test_retry_after_is_capped_by_platform_max_wait(loaded: Engine, platform: FakePlatform) -> None:
+    publish(loaded)
+    platform.script(TooMany(86400))  # a day: a hostile or broken platform
+    client, policy = delivery.from_settings(platform_settings(platform, platform_max_wait=300))
+    assert policy.max_wait == 300
+    sleeps: list[float] = []
+    with client:
+        report = delivery.run(loaded, client, policy=policy, sleep=sleeps.append)
+    assert report.complete
+    assert sleeps == [300.0], "the wait Retry-After asked for was not capped"
+    with reading(loaded) as conn:
+        first = conn.execute(
+            select(deliveries.c.created_at, deliveries.c.next_attempt_at).order_by(
+                deliveries.c.batch_no
+            )
+        ).first()
+    assert first is not None and first.next_attempt_at is not None
+    assert first.next_attempt_at - first.created_at < timedelta(hours=1)
+    assert_exactly_once(loaded, platform)
+
+
+def test_a_background_run_stops_after_the_attempt_in_flight(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    publish(loaded)
+    platform.script(Slow(TIMEOUT * 6))  # the client gives up after TIMEOUT
+    background = delivery.Background(loaded, platform_settings(platform, platform_backoff=60))
+    run, started = background.start(2023)
+    assert started and background.start(2023) == (run, False)
+    with pytest.raises(Conflict):
+        background.start(None)
+    wait_for(lambda: len(platform.requests) == 1)
+    asked = time.monotonic()
+    assert background.close(grace=TIMEOUT * 4), "the run outlived its attempt's timeout"
+    assert time.monotonic() - asked < TIMEOUT * 4
+    assert run.state == "stopped" and run.finished_at is not None and run.attempts == 1
+    assert run.report.pending and not run.report.delivered
+    assert [a["outcome"] for a in attempts(loaded)] == ["retry"]
+    assert {b["state"] for b in batches(loaded)} == {"pending"}
+    with pytest.raises(Conflict):  # closed: shutting down
+        background.start(2023)
+    platform.wait_idle()
+    assert share(loaded, platform).complete
+    assert_exactly_once(loaded, platform)
+
+
+def test_a_background_run_that_fails_says_so(loaded: Engine, platform: FakePlatform) -> None:
+    publish(loaded)
+    broken = delivery.Background(
+        make_engine("sqlite:////nonexistent/folder/db.sqlite"), platform_settings(platform)
+    )
+    run, _ = broken.start()
+    assert broken.join(10)
+    assert run.state == "failed" and run.error and run.finished_at is not None
+    with pytest.raises(NotConfigured):  # checked at once, not in the thread
+        delivery.Background(loaded, Settings()).start()
+
+
+class Dripping(socketserver.BaseRequestHandler):
+    """A platform that answers 201 and then a byte of its body every 0.1 s, for ever."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 1000000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(1000):
+                self.request.sendall(b" ")
+                time.sleep(0.1)
+
+
+def test_a_platform_dripping_its_answer_cannot_hold_an_attempt() -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Dripping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.socket.getsockname()[1]
+        with HttpPlatform(f"http://127.0.0.1:{port}", SECRET, timeout=TIMEOUT) as client:
+            asked = time.monotonic()
+            answer = client.send(body=b"{}", key="k")
+            assert time.monotonic() - asked < TIMEOUT * 3
+        assert answer.outcome == "retry" and "timed out" in answer.detail
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 FAULTS = st.sampled_from(
@@ -349,19 +454,92 @@ def test_the_share_command_delivers_shows_status_and_requeues(
     assert unconfigured.exit_code == 1 and "CREDIT_PLATFORM_URL" in unconfigured.stderr
 
 
-def test_supervisors_read_deliveries_and_the_sharing_role_runs_them(
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_supervisors_read_deliveries_and_the_sharing_role_runs_them_in_the_background(
     loaded: Engine, database_url: str, api_keys: Keys, platform: FakePlatform
 ) -> None:
     publish(loaded)
-    env = {"CREDIT_PLATFORM_URL": platform.url, "CREDIT_PLATFORM_SECRET": SECRET}
+    env = {
+        "CREDIT_PLATFORM_URL": platform.url,
+        "CREDIT_PLATFORM_SECRET": SECRET,
+        "CREDIT_PLATFORM_TIMEOUT": "2",
+        "CREDIT_PLATFORM_BACKOFF": "0.001",
+    }
+    platform.script(Slow(4))  # batch 1's first attempt: 2 s until the client gives up
+    sharing, supervisor = api_keys.header("sharing"), api_keys.header("supervisor")
     with running_service(database_url, extra_env=env) as base, httpx.Client(base_url=base) as api:
-        listed = api.get("/v1/deliveries?year=2023", headers=api_keys.header("supervisor"))
+        listed = api.get("/v1/deliveries?year=2023", headers=supervisor)
         assert listed.status_code == 200
         assert [b["state"] for b in listed.json()] == ["pending"] * 4
         assert api.get("/v1/deliveries", headers=api_keys.header("analyst")).status_code == 403
         assert api.post("/v1/deliveries/run", headers=api_keys.header("analyst")).status_code == 403
-        run = api.post("/v1/deliveries/run", headers=api_keys.header("sharing"))
-        assert run.status_code == 200 and run.json()["complete"] is True
-        after = api.get("/v1/deliveries", headers=api_keys.header("supervisor")).json()
-        assert {b["state"] for b in after} == {"delivered"}
+        asked = time.monotonic()
+        run = api.post("/v1/deliveries/run?year=2023", headers=sharing)
+        assert time.monotonic() - asked < 1.5, "the request waited for the slow platform"
+        assert run.status_code == 202, run.text
+        assert run.headers["Location"] == "/v1/deliveries?year=2023"
+        started = run.json()
+        assert started["started"] is True and started["year"] == 2023
+        assert started["progress"] == "/v1/deliveries?year=2023"
+        # While it runs: the same year joins the run under way, another one is refused.
+        again = api.post("/v1/deliveries/run?year=2023", headers=supervisor)
+        assert again.status_code == 202 and again.json()["run_id"] == started["run_id"]
+        assert again.json()["started"] is False
+        everything = api.post("/v1/deliveries/run", headers=sharing)
+        assert everything.status_code == 409, everything.text
+        assert started["run_id"] in everything.json()["detail"]
+        seen: list[list[tuple[str, int]]] = []
+
+        def delivered() -> bool:
+            batches = api.get(run.headers["Location"], headers=supervisor).json()
+            seen.append([(b["state"], b["attempts"]) for b in batches])
+            return {b["state"] for b in batches} == {"delivered"}
+
+        wait_for(delivered)
+        assert ("pending", 1) in [batch1 for batch1, *_ in seen], "progress shows as it goes on"
+        assert seen[-1][0] == ("delivered", 2)
+        # Finished: the next POST starts a new run, which finds nothing left to send.
+        after = api.post("/v1/deliveries/run", headers=sharing)
+        assert after.status_code == 202 and after.json()["started"] is True
+        assert after.headers["Location"] == "/v1/deliveries"
+    platform.wait_idle()
+    assert_exactly_once(loaded, platform)
+
+
+def test_shutting_the_service_down_stops_a_run_waiting_on_retry_after(
+    loaded: Engine, database_url: str, api_keys: Keys, platform: FakePlatform, tmp_path: Path
+) -> None:
+    publish(loaded)
+    env = {
+        **os.environ,
+        "CREDIT_DATABASE_URL": database_url,
+        "CREDIT_HOST": "127.0.0.1",
+        "CREDIT_PLATFORM_URL": platform.url,
+        "CREDIT_PLATFORM_SECRET": SECRET,
+    }
+    platform.script(TooMany(86400))  # capped at the default 300 s: still far too long to wait
+    log = tmp_path / "serve.log"
+    with running_server("service", serve_command(), env=env, log=log, port_env="CREDIT_PORT") as s:
+        with httpx.Client(base_url=s.base) as api:
+            run = api.post("/v1/deliveries/run", headers=api_keys.header("sharing"))
+            assert run.status_code == 202, run.text
+        wait_for(lambda: bool(attempts(loaded)) and attempts(loaded)[0]["outcome"] == "retry")
+        asked = time.monotonic()
+        s.process.terminate()
+        # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught
+        assert s.process.wait(timeout=8) in (0, -signal.SIGTERM)
+        assert time.monotonic() - asked < 5, "the shutdown waited for the run"
+    output = log.read_text(encoding="utf-8", errors="replace")
+    assert "stopped at shutdown; 4 batches left pending" in output, output
+    assert [a["outcome"] for a in attempts(loaded)] == ["retry"], "the run stopped, nothing more"
+    assert [(b["state"], b["attempts"]) for b in batches(loaded)] == [("pending", 1)] + [
+        ("pending", 0)
+    ] * 3
+    assert share(loaded, platform).complete  # the next run picks it all up
     assert_exactly_once(loaded, platform)

@@ -319,3 +319,14 @@ class DeliveryRun(Strict):
     @classmethod
     def of(cls, report: RunReport) -> DeliveryRun:
         return cls.model_validate(report, from_attributes=True)
+
+
+class DeliveryRunStarted(Strict):
+    """A delivery run in the background (`POST /v1/deliveries/run`, 202)."""
+
+    run_id: str
+    year: int | None  # None: every year
+    started: bool  # False: a run already under way covers the year asked; this is that run
+    started_at: datetime
+    attempts: int  # answers from the platform so far
+    progress: str  # where to follow it: the batches' states (also the Location header)

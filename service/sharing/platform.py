@@ -8,7 +8,13 @@ behind `HttpPlatform`, or any object with `send`. The answers mean:
     409                          this key was already accepted: delivered
     other 4xx                    rejected: not retried; the batch is dead, with the message
     429, 5xx, timeout, dropped   retried, with exponential backoff and jitter, honouring
-    connection                   Retry-After
+    connection                   Retry-After (capped: see `delivery.RetryPolicy.max_wait`)
+
+An attempt is bounded whatever the platform does: httpx's `timeout` bounds each step
+(connecting, sending, waiting for the answer's head, each wait for more of its body), and the
+whole body must have come within `timeout` seconds of the head, so a platform dripping a byte
+at a time cannot hold a run: an attempt lasts at most a few times `timeout`. Only the first
+`MAX_ANSWER` bytes of an answer are read: a receipt and a message are all it carries.
 
 The wire format is described in docs/sharing.md.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol
@@ -25,6 +32,11 @@ from typing import Literal, Protocol
 import httpx
 
 Outcome = Literal["delivered", "duplicate", "rejected", "retry"]
+
+MAX_ANSWER = 64 * 1024
+"""Bytes of an answer read at most; the rest is never read."""
+
+_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class HttpPlatform:
     ) -> None:
         self.endpoint = url.rstrip("/") + "/api/credit-ratings"
         self.secret = secret
+        self.timeout = timeout
         self.client = httpx.Client(timeout=timeout, transport=transport)
 
     def send(self, *, body: bytes, key: str) -> Answer:
@@ -71,7 +84,28 @@ class HttpPlatform:
             "X-Signature": signature(body, self.secret),
         }
         try:
-            response = self.client.post(self.endpoint, content=body, headers=headers)
+            with self.client.stream(
+                "POST", self.endpoint, content=body, headers=headers
+            ) as streamed:
+                deadline = time.monotonic() + self.timeout
+                content = bytearray()
+                for chunk in streamed.iter_bytes():
+                    content += chunk
+                    if len(content) >= MAX_ANSWER:
+                        del content[MAX_ANSWER:]
+                        break
+                    if time.monotonic() > deadline:
+                        return Answer(
+                            "retry",
+                            streamed.status_code,
+                            detail=f"timed out: the answer took over {self.timeout:g} s",
+                        )
+                response = httpx.Response(
+                    streamed.status_code,
+                    headers=[(k, v) for k, v in streamed.headers.items() if k not in _FRAMING],
+                    content=bytes(content),
+                    request=streamed.request,
+                )
         except httpx.TimeoutException as exc:
             return Answer("retry", detail=f"timed out: {type(exc).__name__}")
         except httpx.TransportError as exc:
