@@ -9,12 +9,13 @@ different content is refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, select
 
 from scoring.explain import FINDING_FIELDS, INSTITUTION_FIELDS
 from scoring.hashing import canonical_json, sha256_hex
@@ -23,6 +24,14 @@ from service.core.errors import Conflict, NotFound
 from service.core.tables import findings, institutions
 
 FINDING_COMPARED = ("uscc", "indicator", "occurred_on", "count", "source", "reference", "note")
+
+MAX_PARAMETERS = 10_000
+"""Bound values in one statement, at most. Databases refuse statements with too many: SQLite
+more than its build's SQLITE_MAX_VARIABLE_NUMBER (32,766 by default, 250,000 on Debian),
+PostgreSQL more than 65,535. Lookups take this many ids at a time; inserts and updates as many
+rows as fit."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,21 @@ def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, 
 
 
 def records_of(frame: pd.DataFrame, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in r.items()} for r in frame[list(fields)].to_dict("records")]
+    """The rows of `frame` as plain dicts of Python values (column by column: many times faster
+    than `DataFrame.to_dict("records")` on Arrow-backed text)."""
+    columns = [frame[field].tolist() for field in fields]
+    return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`items` in consecutive slices of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def rows_per_statement(table: Table) -> int:
+    """How many rows of `table` one statement may carry within `MAX_PARAMETERS`."""
+    return max(1, MAX_PARAMETERS // len(table.columns))
 
 
 def dated_in(year: int) -> ColumnElement[bool]:
@@ -73,10 +96,12 @@ def finding_id_for(record: dict[str, Any]) -> str:
 def finding_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Validated findings as rows to store: dates as dates, and an id for each (a digest of
     its content where the input gave none)."""
-    records = records_of(frame, FINDING_FIELDS)
+    dated = frame.assign(
+        occurred_on=pd.to_datetime(frame["occurred_on"]).dt.date,
+        count=frame["count"].astype("int64"),
+    )
+    records = records_of(dated, FINDING_FIELDS)
     for record in records:
-        record["occurred_on"] = pd.Timestamp(record["occurred_on"]).date()
-        record["count"] = int(record["count"])
         if not record["finding_id"] or str(record["finding_id"]).startswith("#"):
             record["finding_id"] = finding_id_for(record)
     return records
@@ -90,41 +115,31 @@ def import_frames(
     by: str,
     at: Any,
 ) -> ImportSummary:
-    """Store validated frames in the caller's transaction; Conflict rolls everything back."""
+    """Store validated frames in the caller's transaction; Conflict rolls everything back.
+
+    However large the frames, no statement carries more than `MAX_PARAMETERS` values: rows are
+    looked up, inserted and updated in batches, all in the caller's one transaction.
+    """
     added = updated = f_added = f_same = 0
     if institution_frame is not None and not institution_frame.empty:
-        existing = {
-            r.uscc: dict(r._mapping)
-            for r in conn.execute(
-                select(*institutions.c[INSTITUTION_FIELDS]).where(
-                    institutions.c.uscc.in_(list(institution_frame["uscc"]))
-                )
-            )
-        }
-        new_rows = []
-        for record in records_of(institution_frame, INSTITUTION_FIELDS):
+        records = records_of(institution_frame, INSTITUTION_FIELDS)
+        existing = _stored(conn, institutions, [r["uscc"] for r in records], INSTITUTION_FIELDS)
+        new_rows, changed = [], []
+        for record in records:
             old = existing.get(record["uscc"])
             if old is None:
                 new_rows.append({**record, "recorded_at": at, "recorded_by": by})
             elif old != record:
-                conn.execute(
-                    institutions.update()
-                    .where(institutions.c.uscc == record["uscc"])
-                    .values(**record, recorded_at=at, recorded_by=by)
+                changed.append(
+                    {**record, "key": record["uscc"], "recorded_at": at, "recorded_by": by}
                 )
-                updated += 1
-        if new_rows:
-            conn.execute(institutions.insert(), new_rows)
-        added = len(new_rows)
+        _insert(conn, institutions, new_rows)
+        for batch in batches(changed, rows_per_statement(institutions)):
+            conn.execute(_UPDATE_INSTITUTION, list(batch))
+        added, updated = len(new_rows), len(changed)
     if finding_frame is not None and not finding_frame.empty:
         records = finding_records(finding_frame)
-        ids = [r["finding_id"] for r in records]
-        stored = {
-            r.finding_id: dict(r._mapping)
-            for r in conn.execute(
-                select(*findings.c[FINDING_FIELDS]).where(findings.c.finding_id.in_(ids))
-            )
-        }
+        stored = _stored(conn, findings, [r["finding_id"] for r in records], FINDING_FIELDS)
         new_findings = []
         for record in records:
             old = stored.get(record["finding_id"])
@@ -137,10 +152,41 @@ def import_frames(
                 )
             else:
                 f_same += 1
-        if new_findings:
-            conn.execute(findings.insert(), new_findings)
+        _insert(conn, findings, new_findings)
         f_added = len(new_findings)
     return ImportSummary(added, updated, f_added, f_same)
+
+
+_UPDATE_INSTITUTION = (
+    institutions.update()
+    .where(institutions.c.uscc == bindparam("key"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (*INSTITUTION_FIELDS, "recorded_at", "recorded_by")
+            if name != "uscc"
+        }
+    )
+)
+
+
+def _stored(
+    conn: Connection, table: Table, keys: list[str], fields: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """The stored rows of `table` among `keys` (its primary key's values), by key."""
+    [key] = table.primary_key.columns
+    query = select(*table.c[fields])
+    at = fields.index(key.name)
+    found: dict[str, dict[str, Any]] = {}
+    for batch in batches(keys, MAX_PARAMETERS):
+        for row in conn.execute(query.where(key.in_(batch))):
+            found[row[at]] = dict(zip(fields, row, strict=True))
+    return found
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    for batch in batches(rows, rows_per_statement(table)):
+        conn.execute(table.insert(), list(batch))
 
 
 def revoke(conn: Connection, *, finding_id: str, by: str, reason: str, at: Any) -> dict[str, Any]:
