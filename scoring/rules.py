@@ -11,7 +11,8 @@ fed by tests directly; `scoring.shipped.load_rules` reads the files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -288,12 +289,26 @@ class RulesInForce:
         return json_sha256(self.as_data(), "sorted")
 
 
-def parse_rules(documents: Mapping[str, Any]) -> RuleSet:
+def parse_rules(documents: Mapping[str, Any], *, max_values: int | None = None) -> RuleSet:
     """Check the documents of a rules directory (file name -> parsed YAML) and build the set.
 
     Raises RulesError naming the file, the rule (its code, or its position when the code itself
-    is missing) and the reason, for the first problem found.
+    is missing) and the reason, for the first problem found. Every check takes time linear in
+    the size of the documents (n log n for sorting dates).
+
+    `max_values` bounds the size of rules from outside (a candidate rule set sent to the
+    service): indicators, vetoes, scales, dated values and bands are counted on the documents
+    as given (`rules_size`) and more than `max_values` is refused before any model is built.
     """
+    if max_values is not None:
+        size = rules_size(documents)
+        if size > max_values:
+            raise RulesError(
+                "-",
+                "-",
+                f"the rules hold {size:,} indicators, vetoes, scales, dated values and bands; "
+                f"at most {max_values:,} are accepted (max_rule_values)",
+            )
     models: dict[str, Any] = {}
     for file, model in RULE_FILES.items():
         if file not in documents:
@@ -311,6 +326,34 @@ def parse_rules(documents: Mapping[str, Any]) -> RuleSet:
     )
     _check_consistency(rules)
     return rules
+
+
+def rules_size(documents: Mapping[str, Any]) -> int:
+    """How big a rule set is: its indicators, vetoes and scales, and their dated values and
+    bands, counted on the documents as given (whatever their shape: the models judge that)."""
+    return sum(1 for _ in _items(documents))
+
+
+def _items(documents: Mapping[str, Any]) -> Iterator[object]:
+    """One item per rule, dated value and band; odd shapes count what they hold, no more."""
+    for file, key in (("indicators.yaml", "indicators"), ("vetoes.yaml", "vetoes")):
+        yield from _entries(documents.get(file), key)
+    for rule in _entries(documents.get("indicators.yaml"), "indicators"):
+        if isinstance(rule, Mapping):
+            for field in ("points", "deduction"):
+                values = rule.get(field)
+                yield from values if isinstance(values, Mapping | list) else ()
+    for scale in _entries(documents.get("scales.yaml"), "scales"):
+        yield scale
+        bands = scale.get("bands") if isinstance(scale, Mapping) else None
+        for listed in bands.values() if isinstance(bands, Mapping) else ():
+            yield listed
+            yield from listed if isinstance(listed, list) else ()
+
+
+def _entries(document: Any, key: str) -> list[Any]:
+    items = document.get(key) if isinstance(document, Mapping) else None
+    return items if isinstance(items, list) else []
 
 
 def _rules_error(file: str, document: Any, exc: ValidationError) -> RulesError:
@@ -334,6 +377,11 @@ def _rules_error(file: str, document: Any, exc: ValidationError) -> RulesError:
 
 
 def _check_consistency(rules: RuleSet) -> None:
+    """Checks across rules, each linear in the number of rules and dated values (plus sorting).
+
+    The first problem is the one the plain definitions would find first: rules in file order,
+    days in date order.
+    """
     seen: dict[str, str] = {}
     for file, code in [("indicators.yaml", i.code) for i in rules.indicators] + [
         ("vetoes.yaml", v.code) for v in rules.vetoes
@@ -341,23 +389,35 @@ def _check_consistency(rules: RuleSet) -> None:
         if code in seen:
             raise RulesError(file, code, f"duplicate code (already used in {seen[code]})")
         seen[code] = file
-    numbers = [i.number for i in rules.indicators]
+    numbers = Counter(i.number for i in rules.indicators)
     for ind in rules.indicators:
-        if numbers.count(ind.number) > 1:
+        if numbers[ind.number] > 1:
             raise RulesError("indicators.yaml", ind.code, f"duplicate number {ind.number}")
-        for day in sorted({*ind.points, *(ind.deduction or {})}):
-            points = value_on(ind.points, day)
-            deduction = value_on(ind.deduction or {}, day)
+        days = sorted({*ind.points, *(ind.deduction or {})})
+        both = zip(
+            days,
+            _in_force_on(ind.points, days),
+            _in_force_on(ind.deduction or {}, days),
+            strict=True,
+        )
+        for day, points, deduction in both:
             if points is not None and deduction is not None and deduction > points:
                 raise RulesError(
                     "indicators.yaml",
                     ind.code,
                     f"deduction {deduction} on {day.isoformat()} exceeds the points ({points})",
                 )
-    # The points in force must add up to the total on every day any of them changes.
-    change_days = sorted({d for i in rules.indicators for d in i.points})
-    for day in change_days:
-        total = sum(value_on(i.points, day) or 0 for i in rules.indicators)
+    # The points in force must add up to the total on every day any of them changes: one pass
+    # over every change of every indicator, in date order, keeping the running total.
+    changes: dict[date, int] = {}
+    for ind in rules.indicators:
+        before = 0
+        for day, points in sorted(ind.points.items()):
+            changes[day] = changes.get(day, 0) + points - before
+            before = points
+    total = 0
+    for day in sorted(changes):
+        total += changes[day]
         if total != rules.info.total_points:
             raise RulesError(
                 "indicators.yaml",
@@ -366,3 +426,17 @@ def _check_consistency(rules: RuleSet) -> None:
                 f"not {rules.info.total_points}",
             )
     rules.scale(rules.info.default_scale)  # the default scale must exist
+
+
+def _in_force_on(values: Mapping[date, T], days: list[date]) -> list[T | None]:
+    """`value_on(values, day)` for each of the sorted `days`, in one merge of sorted dates."""
+    dated = sorted(values.items())
+    found: list[T | None] = []
+    current: T | None = None
+    next_change = 0
+    for day in days:
+        while next_change < len(dated) and dated[next_change][0] <= day:
+            current = dated[next_change][1]
+            next_change += 1
+        found.append(current)
+    return found

@@ -23,7 +23,11 @@ router = APIRouter(prefix="/v1", tags=["ratings"])
 def evaluate(
     body: EvaluateRequest, who: Reader, engine: EngineDep, rules: RulesDep, settings: SettingsDep
 ) -> EvaluateResponse:
-    candidate = parse_rules(body.rules) if body.rules is not None else rules
+    candidate = (
+        parse_rules(body.rules, max_values=settings.max_rule_values)
+        if body.rules is not None
+        else rules
+    )
     force = candidate.in_force(body.year, body.scale or settings.scale)
     findings = None if body.findings is None else [f.model_dump() for f in body.findings]
     with reading(engine) as conn:
