@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -488,6 +491,38 @@ def test_a_self_conflicting_import_names_the_rows_not_the_sql(
 
 def rows_csv(rows: list[list[Any]]) -> str:
     return "".join(",".join(str(cell) for cell in row) + "\n" for row in rows)
+
+
+# On the command line ----------------------------------------------------------------------------
+
+
+def test_hostile_files_on_the_command_line_exit_1_with_one_report(tmp_path: Path) -> None:
+    """Run as a real process: each file's problem is listed, status 1, no traceback."""
+    files = {
+        "deep.json": nested(100_000).encode(),
+        "digits.json": b'[{"uscc": ' + b"9" * 5000 + b"}]",
+        "lol.xlsx": laughing("inline string"),
+        "bomb.xlsx": declare_size(workbook(finding_rows(code(1), 1)), SHEET, 4_000_000_000),
+        "broken.xlsx": damaged_workbooks()["sheet not XML"],
+    }
+    paths = [str(write(tmp_path / name, data)) for name, data in files.items()]
+    env = {**os.environ, "CREDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "import", *paths],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    assert "5 problem(s)" in result.stderr
+    for path, says in zip(
+        paths,
+        ["max_json_depth", "numbers can be read", "damaged", "max_workbook_bytes", "damaged"],
+        strict=True,
+    ):
+        assert f"{path}; expected" in result.stderr and says in result.stderr
 
 
 # Over HTTP -------------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from scoring.input_files import DEFAULT_LIMITS, read_table
+from scoring.input_files import DEFAULT_LIMITS, read_raw
 from scoring.inputs import validate_findings, validate_institutions
 from scoring.limits import ReadLimits
-from scoring.problems import raise_problems
+from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
 from service.core.clock import now
 from service.core.database import writing
@@ -55,10 +55,16 @@ def import_files(
     line's defaults unless the service passes its settings').
     """
     labels = list(names) or [str(p) for p in paths]
-    raws = [
-        (label, read_table(path, limits, name=label))
-        for label, path in zip(labels, paths, strict=True)
-    ]
+    raws: list[tuple[str, pd.DataFrame]] = []
+    reading: list[ProblemList] = []
+    for label, path in zip(labels, paths, strict=True):
+        frame, problems = read_raw(path, limits, name=label)
+        if frame is None and not problems.total:  # readers say why; this is a safety net
+            problems = ProblemList.whole_file(label, "a file that can be read")
+        reading.append(problems)
+        if frame is not None:
+            raws.append((label, frame))
+    raise_problems(*reading)  # every file's reading problems, in one report
     institution_files = [(label, raw) for label, raw in raws if not is_findings(raw)]
     finding_files = [(label, raw) for label, raw in raws if is_findings(raw)]
     return _store(engine, institution_files, finding_files, rules=rules, by=by)
