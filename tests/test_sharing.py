@@ -296,6 +296,24 @@ def test_a_background_run_stops_after_the_attempt_in_flight(
     assert_exactly_once(loaded, platform)
 
 
+def test_two_background_runs_at_once_deliver_each_batch_once(
+    loaded: Engine, platform: FakePlatform
+) -> None:
+    """Two processes' runs (one each, as with several workers) over the same outbox."""
+    publish(loaded)
+    platform.script(Slow(TIMEOUT * 2, applies=True), DROP_AFTER, ERROR_500, DUPLICATE_ACK)
+    settings = platform_settings(platform)
+    runners = [delivery.Background(loaded, settings) for _ in range(2)]
+    runs = [runner.start(2023)[0] for runner in runners]
+    assert all(runner.join(30) for runner in runners)
+    assert [run.state for run in runs] == ["finished", "finished"]
+    platform.wait_idle()
+    for _ in range(3):  # runs are bounded; whatever one left pending, the next one sends
+        if share(loaded, platform).complete:
+            break
+    assert_exactly_once(loaded, platform)
+
+
 def test_a_background_run_that_fails_says_so(loaded: Engine, platform: FakePlatform) -> None:
     publish(loaded)
     broken = delivery.Background(

@@ -62,7 +62,18 @@ def list_deliveries(
     "/run",
     status_code=202,
     response_model=DeliveryRunStarted,
-    responses=responses(401, 403, 409, 422),
+    responses={
+        202: {
+            "description": "A run is under way (this one started it, or joined it)",
+            "headers": {
+                "Location": {
+                    "description": "Where to follow it: the batches' states",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **responses(401, 403, 409, 422),
+    },
     summary="Send what is pending to the city platform, in the background",
 )
 def run_deliveries(
