@@ -40,7 +40,7 @@ def stored(engine: Engine) -> tuple[int, int]:
 
 
 def import_district(
-    engine: Engine, inst: pd.DataFrame, found: pd.DataFrame
+    engine: Engine, inst: pd.DataFrame, found: pd.DataFrame | None
 ) -> storage.ImportSummary:
     with writing(engine) as conn:
         return storage.import_frames(
@@ -73,3 +73,17 @@ def test_an_import_refused_in_its_last_batch_stores_nothing(engine: Engine) -> N
     with pytest.raises(IntegrityError):
         import_district(engine, inst, found.assign(finding_id=ids))
     assert stored(engine) == (0, 0)
+
+
+def test_changed_institutions_are_updated_in_batches(engine: Engine) -> None:
+    inst, _ = synthetic_district(3_000, 0, year=2023, seed=11, rules=load_rules())
+    assert len(inst) > 2 * storage.rows_per_statement(institutions)
+    import_district(engine, inst, None)
+    renamed = inst.assign(name=inst["name"] + "（更名）")
+    assert import_district(engine, renamed, None) == storage.ImportSummary(0, 3_000, 0, 0)
+    with reading(engine) as conn:
+        names = {
+            uscc: name
+            for uscc, name in conn.execute(select(institutions.c.uscc, institutions.c.name))
+        }
+    assert names == dict(zip(renamed["uscc"], renamed["name"], strict=True))
