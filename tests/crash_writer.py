@@ -1,14 +1,15 @@
 """A child process for the crash test: loads a district, then writes snapshots until killed.
 
-Run as `python -m tests.crash_writer DATABASE_URL`. It prints "ready" once the district is
-stored, then alternately computes a draft and publishes it (first publication, then
-corrections), each in its own transaction, forever: the test kills it with SIGKILL at a random
-moment, mid-write as often as not.
+Run as `python -m tests.crash_writer DATABASE_URL [SIGNING_KEY]`. It prints "ready" once the
+district is stored, then alternately computes a draft and publishes it (first publication, then
+corrections; signed with SIGNING_KEY when given), each in its own transaction, forever: the
+test kills it with SIGKILL at a random moment, mid-write as often as not.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -25,7 +26,7 @@ YEAR = 2023
 SIZE = 1000  # institutions: big enough that writing a snapshot takes about a second
 
 
-def main(url: str) -> None:
+def main(url: str, signing_key: Path | None = None) -> None:
     rules = load_rules()
     engine = make_engine(url)
     upgrade(engine)
@@ -44,8 +45,15 @@ def main(url: str) -> None:
         with writing(engine) as conn:
             first = snapshots.published(conn, year=YEAR, required=False) is None
             reason = None if first else f"correction {n}"
-            publishing.publish(conn, year=YEAR, revision=None, reason=reason, by="crash")
+            publishing.publish(
+                conn,
+                year=YEAR,
+                revision=None,
+                reason=reason,
+                by="crash",
+                signing_key=signing_key,
+            )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -2,7 +2,8 @@
 
 The writer (tests/crash_writer.py) computes and publishes snapshots of a 1000-institution
 district in a loop; we kill it at random moments, many times, and after each kill check that
-every stored snapshot has every row, every hash matches and the chain is unbroken.
+every stored snapshot has every row, every hash and signature matches and the chain is
+unbroken.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -24,15 +26,17 @@ KILLS = 6
 
 
 def test_sigkill_while_writing_leaves_whole_snapshots_and_an_intact_chain(
-    database_url: str,
+    database_url: str, tmp_path: Path
 ) -> None:
     rng = random.Random(20231203)
+    key_file = tmp_path / "signing.pem"
+    public_key = integrity.create_signing_key(key_file).public_key()
     engine = make_engine(database_url)
     seen = 0
     try:
         for kill in range(KILLS):
             writer = subprocess.Popen(
-                [sys.executable, "-m", "tests.crash_writer", database_url],
+                [sys.executable, "-m", "tests.crash_writer", database_url, str(key_file)],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -54,7 +58,9 @@ def test_sigkill_while_writing_leaves_whole_snapshots_and_an_intact_chain(
                         .where(snapshot_rows.c.snapshot_id == snap.id)
                     )
                     assert rows == size, f"kill {kill}: snapshot {snap.revision} has {rows} rows"
-                assert integrity.verify(conn) == [], f"kill {kill}"
+                assert integrity.verify(conn, public_keys=[public_key]) == [], f"kill {kill}"
+                found = integrity.check(conn, public_keys=[public_key])
+                assert found.signed == sum(s.status == "published" for s in stored)
             seen = len(stored)
         assert seen >= 2, "the writer never got a snapshot written: kills came too early"
     finally:
