@@ -17,15 +17,19 @@ from typing import Any
 
 import pandas as pd
 from hypothesis import strategies as st
+from stdnum.cn import uscc as stdnum_uscc
 
 from scoring import inputs
+from scoring.rules import Mode
 from scoring.shipped import load_rules
-from scoring.uscc import ALPHABET, check_character
+from scoring.uscc import ALPHABET
+from tests.oracle import value_in_force
 
 RULES = load_rules()
 INDICATOR_CODES = [i.code for i in RULES.indicators]
 VETO_CODES = [v.code for v in RULES.vetoes]
 ALL_CODES = INDICATOR_CODES + VETO_CODES
+PER_UNIT_CODES = [i.code for i in RULES.indicators if i.mode is Mode.PER]
 YEARS = (2022, 2023, 2024, 2025)
 SOURCES = ("inspection", "complaint", "penalty", "self_report", "platform", "other")
 
@@ -34,9 +38,12 @@ FINDING_COLUMNS = list(inputs.FINDING_COLUMNS.order)
 
 
 def make_uscc(nine: str) -> str:
-    """A valid Xiqing code from 9 characters of the alphabet."""
+    """A valid Xiqing code from 9 characters of the alphabet.
+
+    The check character is python-stdnum's (`stdnum.cn.uscc`), not the project's own.
+    """
     first17 = "52120111" + nine
-    return first17 + check_character(first17)
+    return first17 + stdnum_uscc.calc_check_digit(first17)
 
 
 def institutions_frame(codes: Sequence[str]) -> pd.DataFrame:
@@ -126,6 +133,34 @@ def finding_rows(
         "status": draw(status if status is not None else statuses),
         "note": "",
     }
+
+
+@st.composite
+def capping_rows(draw: st.DrawFn, codes: Sequence[str], year: int) -> dict[str, Any]:
+    """An active finding of `year` that alone takes every point of a per-unit indicator.
+
+    Its count is at least the indicator's points over its deduction in force on 31 December
+    (refunds_per_contract: 100 points, 10 per person-time, so 10 or more), often far more.
+    """
+    code = draw(st.sampled_from(PER_UNIT_CODES))
+    rule = next(i for i in RULES.indicators if i.code == code)
+    last_day = date(year, 12, 31)
+    points, deduction = (
+        value_in_force(rule.points, last_day),
+        value_in_force(rule.deduction, last_day),
+    )
+    assert points is not None and deduction is not None
+    cap = -(-points // deduction)  # the fewest units that take every point
+    count = draw(st.one_of(st.just(cap), st.integers(cap, 3 * cap), st.integers(cap, 1_000_000)))
+    row = draw(
+        finding_rows(
+            codes,
+            indicator=st.just(code),
+            occurred_on=years_dates(year),
+            status=st.just("active"),
+        )
+    )
+    return {**row, "count": count}
 
 
 @st.composite

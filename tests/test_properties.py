@@ -10,11 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scoring.engine import rate
+from scoring.explain import explain_all
 from tests import oracle
 from tests.strategies import (
     INDICATOR_CODES,
     RULES,
     District,
+    capping_rows,
     districts,
     finding_rows,
     findings_frame,
@@ -214,3 +216,45 @@ def test_the_largest_counts_take_every_point_and_no_more(code: str, counts: list
     assert int(result.loc[0, code]) == 0
     assert int(result.loc[0, "score"]) == 1000 - full
     assert oracle.rate_all(institutions, findings, RULES, 2023)[0].score == 1000 - full
+
+
+@PROPERTY
+@given(district=districts(max_institutions=4, max_findings=0), year=years, data=st.data())
+def test_each_indicator_explains_points_lost_as_points_minus_points_kept(
+    district: District, year: int, data: st.DataObject
+) -> None:
+    """An explanation never reports more lost than the indicator's points (扣完为止).
+
+    Every example holds findings that alone take all of a per-unit indicator's points (a
+    count of 20 on refunds_per_contract loses 100, not 200), mixed with ordinary ones; what
+    each indicator explains must match the oracle's points and points kept.
+    """
+    codes = district.codes
+    rows = data.draw(
+        st.lists(
+            st.one_of(
+                capping_rows(codes, year),
+                finding_rows(codes, occurred_on=years_dates(year)),
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    rows.append(data.draw(capping_rows(codes, year)))
+    findings = findings_frame(rows)
+    explanations = explain_all(district.institutions, findings, RULES, year)
+    expected = oracle.rate_all(district.institutions, findings, RULES, year)
+    last_day = date(year, 12, 31)
+    full = {i.code: oracle.value_in_force(i.points, last_day) for i in RULES.indicators}
+    capped = 0
+    for explanation, want in zip(explanations, expected, strict=True):
+        assert explanation.uscc == want.uscc
+        assert {i.code for i in explanation.indicators} == set(want.points)
+        for item in explanation.indicators:
+            where = f"{want.uscc} {item.code}"
+            assert item.points == full[item.code], where
+            assert item.kept == want.points[item.code], where
+            assert item.lost == item.points - item.kept, where
+            assert 0 <= item.lost <= item.points, where
+            capped += item.mode == "per" and item.kept == 0
+    assert capped >= 1  # the appended finding took every point of one indicator
