@@ -31,6 +31,7 @@ from __future__ import annotations
 import calendar
 import difflib
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -314,15 +315,16 @@ class _Table:
         names = _header(raw)
         raw = raw.set_axis(names, axis=1)
         known = set(self.spec.order)
-        for name in dict.fromkeys(names):
-            if names.count(name) > 1:
+        counts = Counter(names)  # not names.count per name: quadratic in a wide header
+        for name in counts:
+            if counts[name] > 1:
                 self.whole_file(name, "each column once (this header appears twice)")
             elif name not in known:
                 self.whole_file(name, _unknown_column(name, self.spec.order))
         for name in self.spec.required:
-            if name not in names:
+            if name not in counts:
                 self.whole_file(name, "this required column (it is missing from the header)")
-        keep = [n for n in self.spec.order if names.count(n) == 1]
+        keep = [n for n in self.spec.order if counts[n] == 1]
         return raw[keep]
 
     # Problems ------------------------------------------------------------------------------
