@@ -121,3 +121,12 @@ def test_the_walk_catches_a_route_without_an_access_rule(app: FastAPI) -> None:
     probe.include_router(nested)
     routes = {r.path: access(r) for r in api_routes(probe)}
     assert routes == {"/v1/probe/open": set(), "/v1/probe/guarded": {"supervisor"}}
+
+
+def test_every_route_that_takes_a_body_requires_a_key(app: FastAPI) -> None:
+    """The guard (`service.api.guard`) refuses a body without a valid key before reading it:
+    right only while no route that anyone may call takes one."""
+    with_body = [r for r in api_routes(app) if r.dependant.body_params]
+    assert with_body, "the check could not fail"
+    public = [f"{sorted(r.methods)} {r.path}" for r in with_body if "public" in access(r)]
+    assert public == []
