@@ -130,7 +130,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = anyio.current_time()
+        started = time.monotonic()
         key: str | None = None
         length: bytes | None = None
         chunked = multipart = False
@@ -205,7 +205,7 @@ class Guard:
         async def bounded() -> Message:
             nonlocal received
             try:
-                with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+                with anyio.fail_after(max(deadline - time.monotonic(), 0)):
                     message = await receive()
             except TimeoutError:
                 raise HTTPException(408, timeout) from None
