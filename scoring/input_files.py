@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,7 @@ EXTENSIONS = (".csv", ".json", ".xlsx", ".parquet")
 """The file types accepted, by extension (case-insensitive)."""
 
 _BLOCK = 1 << 20  # bytes Arrow parses at a time
+_COMMAS_PER_COLUMN = 64  # commas one CSV record may hold per column it may have (quoted too)
 
 SAVE_AS_UTF8 = (
     "save it as UTF-8: in Excel 另存为 → “CSV UTF-8（逗号分隔）(*.csv)”, "
@@ -134,10 +136,11 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
         return None, ProblemList.whole_file(
             file, "a header row naming the columns (the file is empty)"
         )
-    ragged: list[object] = []
+    _check_header_width(data, limits)
+    ragged: list[Any] = []
 
-    def skip(row: object) -> str:
-        ragged.append(row)
+    def skip(row: Any) -> str:
+        ragged.append(row)  # Arrow ignores what a handler raises: checked once it is done
         return "skip"
 
     # Arrow splits big files into blocks at line breaks; only a quoted value can hold one, and
@@ -161,6 +164,9 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
         )
     except pa.ArrowInvalid:
         return _read_csv_exactly(data, file, limits)
+    for row in ragged:  # Arrow counted the cells of each ragged row without making them
+        if row.actual_columns > _COMMAS_PER_COLUMN * limits.max_columns:  # as the exact reader
+            raise _Refused(_too_wide(limits) + f"; a row has {row.actual_columns:,} cells")
     _check_columns(len(names), limits)
     _check_rows(table.num_rows, limits)
     if ragged or len(set(names)) < len(names):
@@ -176,21 +182,51 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
     return _drop_unnamed(frame, file), ProblemList()
 
 
+def _check_header_width(data: bytes, limits: ReadLimits) -> None:
+    """Refuse a header of more than max_columns names before any parser makes them objects:
+    its commas outside quotes, counted on the bytes (a quoted line break in a header only
+    makes the count larger)."""
+    end = data.find(b"\n")
+    line = data if end < 0 else data[:end]
+    if line.count(b",") < limits.max_columns:
+        return
+    if b'"' in line:
+        line = re.sub(rb'"[^"]*"', b"", line)
+    if line.count(b",") + 1 > limits.max_columns:
+        raise _Refused(_too_wide(limits) + f"; the header names {line.count(b',') + 1:,}")
+
+
 def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
     """The slow, exact reading: every record numbered as a spreadsheet shows it.
 
     A row with fewer cells than the header is padded with empty cells (some tools leave
     trailing empty cells out); a row with more non-empty cells than the header is a problem.
+    The csv module builds a whole record before it can be counted, so the commas fed to it
+    for one record are counted first: a record of millions of cells is refused before it
+    becomes millions of strings (quoted commas count too, hence the generous bound).
     """
     problems = ProblemList()
-    records = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    most = _COMMAS_PER_COLUMN * limits.max_columns
+    commas = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal commas
+        for line in io.StringIO(data.decode("utf-8-sig"), newline=""):
+            commas += line.count(",")
+            if commas > most:
+                raise _Refused(_too_wide(limits) + f"; a row has more than {most:,} commas")
+            yield line
+
+    records = csv.reader(lines())
     try:
         header = next(records, [])
         width = len(header)
         _check_columns(width, limits)
         rows: list[list[str]] = []
         numbers: list[int] = []
+        commas = 0
         for number, record in enumerate(records, start=2):
+            commas = 0
             _check_rows(number - 1, limits)
             if not any(record):
                 continue
@@ -478,7 +514,11 @@ def _sheet_rows(sheet: Any, limits: ReadLimits) -> Iterator[tuple[int, list[Any]
                         if cells > limits.max_columns:
                             raise _Refused(_too_wide(limits))
                         if elements > _ELEMENTS_PER_CELL * limits.max_columns:
-                            raise _Refused(f"at most {_ELEMENTS_PER_CELL} XML elements per cell")
+                            raise _Refused(
+                                f"at most {_ELEMENTS_PER_CELL * limits.max_columns:,} XML "
+                                f"elements in a row ({_ELEMENTS_PER_CELL} per column of the "
+                                "max_columns limit)"
+                            )
                     continue
                 open_elements.pop()
                 row = None

@@ -414,6 +414,26 @@ def test_columns_over_max_columns_are_a_problem_naming_the_limit(tmp_path: Path,
     assert list(read_table(path, ReadLimits(max_columns=5)).columns)[-1] == "c4"
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a," * 50 + "z\n1\n", "the header names 51"),
+        ('"x,y",' * 50 + "z\n1\n", "at most 10 columns"),  # quoted commas are not columns
+        ("uscc\n" + "ab," * 700 + "\n", "a row has 701 cells"),  # Arrow counts the cells
+        # a row longer than Arrow's block: read by the csv module, which would build it whole
+        ("uscc\n" + "ab," * 1_000_000 + "\n", "more than 640 commas"),
+        ("uscc\n" + '"a\n",' * 1000 + "\n", "a row has 1,001 cells"),  # one record, many lines
+    ],
+    ids=["header", "quoted header", "row", "row over a block", "row of quoted line breaks"],
+)
+def test_a_csv_row_of_countless_cells_is_refused_before_it_is_built(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    problem = refused(write(tmp_path / "wide.csv", text), ReadLimits(max_columns=10))
+    assert "at most 10 columns (the max_columns limit)" in problem.expected
+    assert says in problem.expected
+
+
 def test_an_os_error_names_the_upload_not_the_path(tmp_path: Path) -> None:
     folder = tmp_path / "0.csv"
     folder.mkdir()  # reading a directory: IsADirectoryError, whose str() names the path
