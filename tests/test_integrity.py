@@ -488,6 +488,24 @@ def test_a_dropped_guard_fails_ready_and_upgrade_restores_it(
     assert verify(loaded) == ["snapshot 2023 revision 1: chain hash does not match"]
 
 
+def test_ready_fails_when_the_signing_key_or_the_anchor_file_cannot_be_used(
+    database_url: str, tmp_path: Path, key_file: Path, anchor: Path
+) -> None:
+    usable = Settings(database_url=database_url, signing_key=key_file, anchor_file=anchor)
+    with TestClient(create_app(usable)) as client:
+        assert client.get("/ready").status_code == 200
+    for settings, title in [
+        (usable.model_copy(update={"signing_key": tmp_path / "gone.pem"}), "Signing key unusable"),
+        (
+            usable.model_copy(update={"anchor_file": tmp_path / "no folder" / "a.jsonl"}),
+            "Anchor file not writable",
+        ),
+    ]:
+        with TestClient(create_app(settings)) as client:
+            answer = client.get("/ready")
+        assert (answer.status_code, answer.json()["title"]) == (503, title)
+
+
 def test_every_guard_dropped_is_named_and_restored(loaded: Engine) -> None:
     drop_guards(loaded)
     with reading(loaded) as conn:

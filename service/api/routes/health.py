@@ -3,13 +3,15 @@ that signs published snapshots, for whoever checks them."""
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Anyone, EngineDep, SettingsDep
 from service.api.problems import problem_response, responses
-from service.core.errors import NotFound
+from service.core.errors import NotConfigured, NotFound
 from service.core.migrate import is_current, missing_guards
 from service.ratings import integrity
 
@@ -23,10 +25,11 @@ async def health(who: Anyone) -> dict[str, str]:
 
 @router.get(
     "/ready",
-    summary="The database is reachable and migrated, and its guards are in place",
+    summary="The database is reachable and migrated, its guards are in place, and the signing "
+    "key and anchor file (when configured) can be used",
     response_model=None,
 )
-def ready(who: Anyone, engine: EngineDep) -> dict[str, str] | Response:
+def ready(who: Anyone, engine: EngineDep, settings: SettingsDep) -> dict[str, str] | Response:
     try:
         current = is_current(engine)
         with engine.connect() as conn:
@@ -42,6 +45,14 @@ def ready(who: Anyone, engine: EngineDep) -> dict[str, str] | Response:
             f"missing or altered: {', '.join(missing)}; restarting the service (or any "
             "credit-rating command) restores them; then run `credit-rating verify`",
         )
+    if settings.signing_key is not None:  # else every publish would fail
+        try:
+            integrity.load_signing_key(settings.signing_key)
+        except NotConfigured as exc:
+            return problem_response(503, "Signing key unusable", str(exc))
+    anchor = settings.anchor_file
+    if anchor is not None and not os.access(anchor if anchor.exists() else anchor.parent, os.W_OK):
+        return problem_response(503, "Anchor file not writable", f"{anchor} cannot be written")
     return {"status": "ready"}
 
 
