@@ -337,3 +337,23 @@ def test_warnings_stay_vectorised_for_many_rows() -> None:
         ok.tolist()
         == np.resize([uscc.organisation_code_problem(c) is None for c in codes], n).tolist()
     )
+
+
+def test_an_import_reports_its_warnings_and_stores_all_the_same(tmp_path: Path) -> None:
+    """`credit-rating import` prints each warning on stderr; the import stores everything."""
+    from typer.testing import CliRunner
+
+    from service.cli.commands import app
+
+    raw = institutions([BEIJING, MISTYPED], ["120111", "110000"])
+    path = tmp_path / "institutions.csv"
+    raw.to_csv(path, index=False)
+    env = {"CREDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    result = CliRunner().invoke(app, ["import", str(path)], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "institutions: 2 added" in result.stdout
+    text = " ".join(result.stderr.split())  # the console may wrap long lines
+    warnings = text.split("warning: ")[1:]
+    assert len(warnings) == 2, result.stderr
+    assert "row 2, column uscc" in warnings[0] and "district_code 120111" in warnings[0]
+    assert "row 3, column uscc" in warnings[1] and "GB 11714" in warnings[1]

@@ -207,6 +207,12 @@ def import_(
         f"updated; findings: {summary.findings_added} added, "
         f"{summary.findings_unchanged} already on record"
     )
+    warn = render.console(stderr=True)
+    for warning in summary.warnings:
+        warn.print(f"warning: {warning}", markup=False)
+    if summary.warnings_total > len(summary.warnings):
+        more = summary.warnings_total - len(summary.warnings)
+        warn.print(f"warning: … and {more} more", markup=False)
 
 
 @app.command()

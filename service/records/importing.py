@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,8 +19,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from scoring.errors import Problem
 from scoring.input_files import DEFAULT_LIMITS, read_raw
-from scoring.inputs import validate_findings, validate_institutions
+from scoring.inputs import validate_findings, validate_institutions, warnings_of
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
@@ -39,6 +41,16 @@ def is_findings(raw: pd.DataFrame) -> bool:
     return "indicator" in {str(c).strip() for c in raw.columns}
 
 
+@dataclass(frozen=True)
+class Imported(storage.ImportSummary):
+    """What an import stored, and its files' warnings: worth a look, yet stored all the same
+    (e.g. a credit code registered outside its `district_code`). At most MAX_PROBLEMS are
+    listed; `warnings_total` counts them all."""
+
+    warnings: tuple[Problem, ...] = ()
+    warnings_total: int = 0
+
+
 def import_files(
     engine: Engine,
     paths: Sequence[Path],
@@ -47,7 +59,7 @@ def import_files(
     by: str,
     names: Sequence[str] = (),
     limits: ReadLimits = DEFAULT_LIMITS,
-) -> storage.ImportSummary:
+) -> Imported:
     """Validate every file, then store them in one transaction (institutions first).
 
     `names` are how the files are called in error reports (an upload's own file name);
@@ -77,7 +89,7 @@ def _store(
     *,
     rules: RuleSet,
     by: str,
-) -> storage.ImportSummary:
+) -> Imported:
     found: list[tuple[pd.DataFrame, Any]] = []
     try:
         with writing(engine) as conn:
@@ -88,6 +100,7 @@ def _store(
                 for label, raw in finding_files
             ]
             raise_problems(*(problems for _, problems in checked + found))
+            warned = warnings_of(*(problems for _, problems in checked + found))
             at = now()
             summaries = [
                 storage.import_frames(
@@ -104,12 +117,13 @@ def _store(
         # Never the database's message: it quotes the SQL and every parameter of the batch.
         conflict = _conflict([label for label, _ in finding_files], [f for f, _ in found])
     else:
-        return storage.ImportSummary(
+        imported = Imported(
             *(
                 sum(getattr(s, f) for s in summaries)
                 for f in storage.ImportSummary.__dataclass_fields__
             )
         )
+        return replace(imported, warnings=tuple(warned), warnings_total=warned.total)
     raise conflict  # outside the handler, so the IntegrityError is not even its context
 
 
@@ -150,7 +164,7 @@ def import_uploads(
     rules: RuleSet,
     by: str,
     settings: Settings,
-) -> storage.ImportSummary:
+) -> Imported:
     """Import uploaded files (each a name and its content) as `import_files` imports files.
 
     At most `max_upload_files` files and `max_upload_bytes` bytes in all: each is copied to
