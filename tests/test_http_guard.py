@@ -22,12 +22,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from scoring.shipped import SAMPLE_DIR
 from service.api import keys
+from service.api.app import create_app
 from service.api.keys import Role
 from service.core.database import make_engine, writing
 from service.core.migrate import upgrade
+from service.core.settings import Settings
 from tests.conftest import Live
 from tests.servers import running_service
 from tests.test_api import rules_documents
@@ -391,3 +394,17 @@ def test_requests_at_once_from_many_threads_are_counted_right(strict: Service) -
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200] * 5 + [429] * 5
+
+
+def test_an_unexpected_error_is_a_problem_with_the_headers_too(tmp_path: Path) -> None:
+    """Starlette answers a bug outside every middleware; the guard answers it first."""
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+
+    @app.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = client.get("/v1/boom")
+    assert problem(failed, 500)["detail"] == "RuntimeError"
+    assert {k: failed.headers.get(k) for k in SECURITY} == SECURITY

@@ -39,12 +39,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.caches.memory import ReadCache
 from service.api.deps import LOOKED_UP, find_principal
-from service.api.problems import problem_response
+from service.api.problems import problem_response, unexpected
 from service.core.settings import Settings
 
 API_KEY = b"x-api-key"
 IMPORTS = "/v1/imports"
 MULTIPART = b"multipart/form-data"
+ARRIVED = "credit.arrived"
+"""Scope entry: when the request arrived (`time.monotonic()`), for the body's deadline."""
 
 HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -130,7 +132,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.monotonic()
+        scope[ARRIVED] = time.monotonic()
         key: str | None = None
         length: bytes | None = None
         chunked = multipart = False
@@ -147,8 +149,12 @@ class Guard:
         extra = DOCS_HEADERS if scope["path"].startswith(DOCS) else HEADERS
         failed = self.failed
 
+        started = False
+
         async def guarded(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 if status == 401 and key is not None:
@@ -158,9 +164,30 @@ class Guard:
                 message = {**message, "headers": headers + extra}
             await send(message)
 
+        try:
+            await self._admit(scope, receive, guarded, key, client, length, chunked, multipart)
+        except Exception as exc:
+            # Starlette answers a bug's 500 outside every middleware: answered here, it gets
+            # the headers too (and the error still reaches the server's log).
+            if not started:
+                await unexpected(exc)(scope, receive, guarded)
+            raise
+
+    async def _admit(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: str | None,
+        client: str,
+        length: bytes | None,
+        chunked: bool,
+        multipart: bool,
+    ) -> None:
+        """Refuse the request (rate, key, size) or pass it on, its body bounded."""
+
         async def refuse(status: int, title: str, detail: str | None, **headers: str) -> None:
-            answer = problem_response(status, title, detail, headers=headers)
-            await answer(scope, receive, guarded)
+            await problem_response(status, title, detail, headers=headers)(scope, receive, send)
 
         if key is None:
             wait = self.anonymous.hit(client)
@@ -169,9 +196,10 @@ class Guard:
                 await refuse(429, "Too many requests", detail, **{"Retry-After": str(wait)})
                 return
         else:
-            wait = failed.exhausted(client)
+            wait = self.failed.exhausted(client)
             if wait:
-                detail = f"over failed_key_rate ({failed.rate} wrong API keys per client address)"
+                rate = self.failed.rate
+                detail = f"over failed_key_rate ({rate} wrong API keys per client address)"
                 await refuse(429, "Too many requests", detail, **{"Retry-After": str(wait)})
                 return
 
@@ -192,9 +220,9 @@ class Guard:
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await refuse(413, "Too large", over)
                 return
-            receive = self._bounded(receive, limit, over, started + self.timeout)
+            receive = self._bounded(receive, limit, over, scope[ARRIVED] + self.timeout)
 
-        await self.app(scope, receive, guarded)
+        await self.app(scope, receive, send)
 
     def _bounded(self, receive: Receive, limit: int, over: str, deadline: float) -> Receive:
         """`receive`, refusing a body past `limit` bytes (413) or not all there by `deadline`

@@ -159,5 +159,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # A bug, not a client error: still a problem document, never a stack trace.
-        return problem_response(500, "Internal error", type(exc).__name__)
+        return unexpected(exc)
+
+
+def unexpected(exc: BaseException) -> JSONResponse:
+    """A bug, not a client error: still a problem document, never a stack trace."""
+    return problem_response(500, "Internal error", type(exc).__name__)
