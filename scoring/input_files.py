@@ -393,6 +393,8 @@ _ROW_TAG = f"{{{SHEET_MAIN_NS}}}row"
 _CELL_TAG = f"{{{SHEET_MAIN_NS}}}c"
 EXCEL_ROWS = 1_048_576
 """The last row of an Excel sheet: row numbers beyond it are damage, not data."""
+_MAX_ZIP_DIRECTORY = 1 << 20
+"""Bytes of a workbook's zip directory (some 10,000 parts; a workbook has a few dozen)."""
 _ELEMENTS_PER_CELL = 64
 """XML elements a row may hold per cell it may have (value, formula, rich-text runs)."""
 
@@ -437,7 +439,14 @@ def _read_xlsx(path: Path, file: str, limits: ReadLimits) -> Read:
 
 
 def _check_archive(handle: BinaryIO, limits: ReadLimits) -> None:
-    """Refuse a file that is not a zip, or whose parts declare more than max_workbook_bytes."""
+    """Refuse a file that is not a zip, whose directory is too big to list (zipfile makes an
+    object of every entry), or whose parts declare more than max_workbook_bytes."""
+    directory = _zip_directory_size(handle)
+    if directory > _MAX_ZIP_DIRECTORY:
+        raise _Refused(
+            f"an .xlsx workbook whose zip directory is at most {_MAX_ZIP_DIRECTORY:,} bytes "
+            f"(a workbook has a few dozen parts); this one's is {directory:,}"
+        )
     try:
         with zipfile.ZipFile(handle) as archive:
             declared = sum(info.file_size for info in archive.infolist())
@@ -448,6 +457,19 @@ def _check_archive(handle: BinaryIO, limits: ReadLimits) -> None:
             f"an .xlsx workbook of at most {limits.max_workbook_bytes:,} bytes uncompressed "
             f"(the max_workbook_bytes limit); this one declares {declared:,}"
         )
+
+
+def _zip_directory_size(handle: BinaryIO) -> int:
+    """The size of the zip's central directory as its end record gives it (0 without one:
+    zipfile then says the file is not a zip)."""
+    end = handle.seek(0, io.SEEK_END)
+    start = max(0, end - 22 - 0xFFFF)  # the end record (22 bytes) and its comment
+    handle.seek(start)
+    tail = handle.read(end - start)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return 0
+    return int.from_bytes(tail[at + 12 : at + 16], "little")
 
 
 def _damaged(exc: BaseException) -> str:

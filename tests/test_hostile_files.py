@@ -230,6 +230,17 @@ def test_a_part_declaring_a_huge_size_is_refused_before_it_is_opened(tmp_path: P
     assert "536,870,912 bytes" in problem.expected and "declares 4,000,0" in problem.expected
 
 
+def test_a_zip_of_countless_parts_is_refused_before_it_is_listed(tmp_path: Path) -> None:
+    data, good = io.BytesIO(), io.BytesIO(workbook(finding_rows(code(1), 1)))
+    with zipfile.ZipFile(good) as old, zipfile.ZipFile(data, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, old.read(info))
+        for n in range(20_000):  # 20,000 empty parts: a 2 MB directory
+            new.writestr(f"x/{n}", b"")
+    problem = refused(write(tmp_path / "parts.xlsx", data.getvalue()))
+    assert "zip directory is at most 1,048,576 bytes" in problem.expected
+
+
 def test_a_highly_compressible_sheet_over_the_limit_is_refused(tmp_path: Path) -> None:
     padding = "<!--" + " " * 2_000_000 + "-->"  # 2 MB of XML, a few KB zipped
     data = rewrite(
