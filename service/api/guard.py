@@ -14,6 +14,11 @@ response cache, so that answers from memory are limited and carry the headers to
    `max_upload_bytes`): 413 at once when `Content-Length` says so, else as soon as the bytes
    read pass it. The problem names the setting.
 4. Time. The body must have arrived `request_timeout` seconds after the request started: 408.
+   Only the body: the routes do their work in the thread pool, and a thread cannot be stopped.
+   Cancelling a route waits until its thread is done, so a timeout there would only turn an
+   answer already computed (a publish already committed) into a 504; answering 504 at once and
+   leaving the thread running would free nothing. Bounding the work itself is the databases'
+   part (a statement timeout).
 
 Every answer gets the security headers (`HEADERS`; the documentation pages a looser policy, so
 that they can load their scripts), and a redirect's `Location` loses any scheme and host: it
@@ -135,9 +140,10 @@ class Guard:
         scope[ARRIVED] = time.monotonic()
         key: str | None = None
         length: bytes | None = None
-        chunked = multipart = False
+        chunked = multipart = seen_key = False
         for name, value in scope["headers"]:
-            if name == API_KEY:
+            if name == API_KEY and not seen_key:  # the first, as the routes read it
+                seen_key = True
                 key = value.decode("latin-1") or None  # as FastAPI's APIKeyHeader: empty is none
             elif name == b"content-length":
                 length = value
