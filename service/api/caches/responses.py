@@ -18,8 +18,9 @@ alike). So junk in a URL can neither fill the memory nor push out what is kept: 
 kept has one URL. When `ReadCache` cannot tell whether
 anything was committed (PostgreSQL unreachable), nothing is answered from memory.
 
-Sits inside every middleware that could change a response (there is none around it but the
-metrics): what is sent from memory is what the route sent.
+Sits inside every middleware that could change a response (around it are only the guard,
+which refuses requests and adds the same headers to every answer, and the metrics): what is
+sent from memory is what the route sent, and it is rate-limited and given the headers anew.
 """
 
 from __future__ import annotations
