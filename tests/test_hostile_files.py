@@ -230,6 +230,18 @@ def test_a_part_declaring_a_huge_size_is_refused_before_it_is_opened(tmp_path: P
     assert "536,870,912 bytes" in problem.expected and "declares 4,000,0" in problem.expected
 
 
+def test_a_part_understating_its_size_is_read_no_further_than_declared(tmp_path: Path) -> None:
+    """Why the declared sizes bound the work: zipfile stops at them (then the CRC fails)."""
+    padding = "<!--" + " " * 5_000_000 + "-->"
+    big = rewrite(
+        workbook(finding_rows(code(1), 1)),
+        SHEET,
+        lambda xml: xml.replace("<sheetData>", padding + "<sheetData>", 1),
+    )
+    problem = refused(write(tmp_path / "liar.xlsx", declare_size(big, SHEET, 1000)))
+    assert "damaged" in problem.expected
+
+
 def test_a_zip_of_countless_parts_is_refused_before_it_is_listed(tmp_path: Path) -> None:
     data, good = io.BytesIO(), io.BytesIO(workbook(finding_rows(code(1), 1)))
     with zipfile.ZipFile(good) as old, zipfile.ZipFile(data, "w") as new:
