@@ -23,11 +23,11 @@ import openpyxl
 import pandas as pd
 import pytest
 import yaml
+from stdnum.cn import uscc as stdnum_uscc
 
 from scoring.inputs import validate_findings
 from scoring.rules import RULE_FILES
 from scoring.shipped import RULES_DIR, SAMPLE_DIR, load_rules
-from scoring.uscc import check_character
 from service.api import keys
 from service.api.keys import Role
 from service.core.database import writing
@@ -43,7 +43,8 @@ BAD_CODE = "52120111MJ0627485B"  # the sample's first code with a wrong check ch
 
 
 def code(first17: str) -> str:
-    return first17 + check_character(first17)
+    """The code with its check character, as python-stdnum (not the project) computes it."""
+    return first17 + stdnum_uscc.calc_check_digit(first17)
 
 
 @pytest.fixture
