@@ -307,6 +307,8 @@ class _Table:
         self._total = 0
         self._warnings: list[Problem] = []
         self._warning_total = 0
+        # Per column checked by `check`: the rows it refused (bad, or empty when required).
+        self.refused: dict[str, BoolArray] = {}
         self.raw = self._check_header(raw.reset_index(drop=True))
 
     def _check_header(self, raw: pd.DataFrame) -> pd.DataFrame:
@@ -350,10 +352,12 @@ class _Table:
 
         The caller builds messages for at most MAX_PROBLEMS rows; `total` counts them all.
         """
-        for pos, messages in found.items():
-            value = _display(values.iloc[pos])
+        positions = list(found)
+        shown = values.iloc[positions].tolist()
+        for pos, value in zip(positions, shown, strict=True):
             row = int(self.rows[pos])
-            self._warnings += [Problem(self.file, row, column, value, m) for m in messages]
+            text = _display(value)
+            self._warnings += [Problem(self.file, row, column, text, m) for m in found[pos]]
         self._warning_total += total
 
     def problems(self) -> Checked:
@@ -395,6 +399,7 @@ class _Table:
             return self.constant(self.default(name))
         text = _as_text(raw)
         ok = np.array(good(text), dtype=bool)
+        self.refused[name] = ~ok
         if ok.all():
             return text
         empty = ~ok & _mask(text == "")
@@ -406,7 +411,9 @@ class _Table:
             self.report(empty, name, raw, _required(name))
         else:
             text = _fill(text, empty, self.default(name))
-        self.report(~ok & ~empty, name, raw, expected)
+        bad = ~ok & ~empty
+        self.report(bad, name, raw, expected)
+        self.refused[name] = bad | empty if name in self.spec.required else bad
         return text
 
     def free_text(self, name: str) -> pd.Series:
@@ -480,20 +487,27 @@ def _warn_about_codes(table: _Table, codes: pd.Series, districts: pd.Series) -> 
     """
     if table.column("uscc") is None or len(codes) == 0:
         return
-    good = np.array(valid_code(codes), dtype=bool)
+    good = ~table.refused["uscc"]  # valid codes (already checked: not checked again)
     elsewhere = np.zeros(len(codes), dtype=bool)
     if table.column("district_code") is not None:
-        elsewhere = good & _six_digits(districts) & ~registered_in(codes, districts)
+        elsewhere = good & ~table.refused["district_code"] & ~registered_in(codes, districts)
     failing = good & ~organisation_valid(codes)
-    warned = np.flatnonzero(elsewhere | failing)
+    warned = np.flatnonzero(elsewhere | failing)[:MAX_PROBLEMS]
     found: dict[int, list[str]] = {}
-    for pos in warned[:MAX_PROBLEMS].tolist():
-        code = str(codes.iloc[pos])
-        messages = [credit_code.district_problem(code, str(districts.iloc[pos]))]
-        messages.append(credit_code.organisation_code_problem(code))
-        found[pos] = [
-            m for m, on in zip(messages, (elsewhere[pos], failing[pos]), strict=True) if on and m
+    listed = zip(
+        warned.tolist(),
+        codes.iloc[warned].tolist(),
+        districts.iloc[warned].tolist(),
+        elsewhere[warned].tolist(),
+        failing[warned].tolist(),
+        strict=True,
+    )
+    for pos, code, district, other_district, bad_organisation in listed:
+        messages = [
+            credit_code.district_problem(code, district) if other_district else None,
+            credit_code.organisation_code_problem(code) if bad_organisation else None,
         ]
+        found[pos] = [m for m in messages if m]
     table.warn("uscc", codes, found, total=int(elsewhere.sum() + failing.sum()))
 
 
