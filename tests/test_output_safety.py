@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from scoring.shipped import SAMPLE_DIR, load_rules
@@ -237,3 +238,75 @@ def test_a_real_process_prints_a_markup_name_literally(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[/]" in result.stdout
+
+
+# Secrets in messages ---------------------------------------------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mysql://user:{SECRET}@host/db",  # refused by the settings
+        f"postgresql://user:{SECRET}",  # no "@": the password reads as a port
+        f"postgresql://user:{SECRET}@host:port/db",
+        f"postgresql://user:{SECRET}@[::1/db",
+        f"postgresql://user:{SECRET}@",
+        f"postgresql://user:{SECRET}@127.0.0.1:9/db",  # nothing listens there
+        f"postgresql://user:{SECRET}@127.0.0.1:9/db?connect_timeout=1&sslmode=junk",
+    ],
+)
+def test_a_database_password_never_appears_in_a_message(url: str) -> None:
+    for command in (["verify"], ["share", "--status"], ["import", str(SAMPLE_DIR / "x.csv")]):
+        result = run(*command, env={"CREDIT_DATABASE_URL": url})
+        assert result.exit_code == 1 and result.stdout == "", (command, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), command
+        assert result.stderr.startswith("error:"), result.stderr
+        assert SECRET not in result.stderr and SECRET not in result.stdout, result.stderr
+
+
+def test_a_configuration_error_names_the_variable_without_its_value() -> None:
+    result = run("verify", env={"CREDIT_DATABASE_URL": f"mysql://user:{SECRET}@host/db"})
+    assert result.exit_code == 1
+    assert "CREDIT_DATABASE_URL" in result.stderr and "sqlite:///" in result.stderr
+    assert SECRET not in result.stderr and "mysql://" not in result.stderr
+    # Another setting wrong, the secrets set right: neither secret is shown.
+    env = {
+        "CREDIT_DATABASE_URL": f"postgresql://user:{SECRET}@127.0.0.1:9/db",
+        "CREDIT_PLATFORM_SECRET": SECRET + "-platform",
+        "CREDIT_PORT": "0",
+    }
+    result = run("verify", env=env)
+    assert result.exit_code == 1 and "CREDIT_PORT" in result.stderr, result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_a_real_process_with_a_mistyped_database_url_shows_no_password_nor_traceback() -> None:
+    for url in (f"mysql://user:{SECRET}@host/db", f"postgresql://user:{SECRET}"):
+        result = subprocess.run(
+            [sys.executable, "-m", "service.cli", "verify"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CREDIT_DATABASE_URL": url},
+        )
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+        assert SECRET not in result.stderr, result.stderr
+        assert len(result.stderr) < 1000, result.stderr
+
+
+def test_a_database_that_refuses_the_connection_is_named_without_the_password(
+    postgres_admin: str,
+) -> None:
+    """The server itself answers (no such role, no such database): psycopg's message names the
+    server, the user and the database, never the password."""
+    admin = make_url(postgres_admin)
+    for user, database in (("nobody", "postgres"), (admin.username, "no_such_database")):
+        url = admin.set(username=user, password=SECRET, database=database)
+        plain = url.render_as_string(hide_password=False).replace("+psycopg", "")
+        result = run("verify", env={"CREDIT_DATABASE_URL": plain})
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: the database"), result.stderr
+        assert SECRET not in result.stderr, result.stderr

@@ -183,8 +183,14 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
+        # Each variable and what is wrong with it, never its value: the database URL holds a
+        # password, the platform a secret.
+        problems = "\n".join(
+            "  CREDIT_" + "_".join(str(part) for part in e["loc"]).upper() + f": {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        )
         raise NotConfigured(
-            f"invalid configuration (CREDIT_* environment variables):\n{exc}"
+            f"invalid configuration (CREDIT_* environment variables):\n{problems}"
         ) from None
 
 

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from scoring.limits import MiB, ReadLimits
 from scoring.shipped import RULES_DIR, known_scale
@@ -39,7 +41,10 @@ class SharingConfig:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="forbid", frozen=True)
+    # No value in an error: the database URL holds a password, the platform a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="CREDIT_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str = f"sqlite:///{DEFAULT_DATABASE}"
     rules_dir: Path = RULES_DIR
@@ -79,6 +84,12 @@ class Settings(BaseSettings):
     def _known_database(cls, url: str) -> str:
         if not url.startswith(("sqlite:///", "postgresql")):
             raise ValueError("CREDIT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
+        try:  # never the URL itself in the message: it may hold a password
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "CREDIT_DATABASE_URL is not a valid URL (postgresql://USER:PASSWORD@HOST:PORT/DB)"
+            ) from None
         return url
 
     @field_validator("scale")
