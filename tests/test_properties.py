@@ -258,3 +258,14 @@ def test_each_indicator_explains_points_lost_as_points_minus_points_kept(
             assert 0 <= item.lost <= item.points, where
             capped += item.mode == "per" and item.kept == 0
     assert capped >= 1  # the appended finding took every point of one indicator
+
+
+def test_twenty_person_times_of_refunds_lose_its_100_points_not_200() -> None:
+    """The reported case: 20 × 10 per person-time is capped at the indicator's 100 points."""
+    uscc = make_uscc("000000020")
+    row = {"uscc": uscc, "indicator": "refunds_per_contract", "occurred_on": date(2023, 6, 1)}
+    findings = findings_frame([{**row, "count": 20}])
+    [explanation] = explain_all(institutions_frame([uscc]), findings, RULES, 2023)
+    [refunds] = [i for i in explanation.indicators if i.code == "refunds_per_contract"]
+    assert (refunds.points, refunds.kept, refunds.lost) == (100, 0, 100)
+    assert explanation.score == 900

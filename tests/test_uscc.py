@@ -357,3 +357,13 @@ def test_an_import_reports_its_warnings_and_stores_all_the_same(tmp_path: Path) 
     assert len(warnings) == 2, result.stderr
     assert "row 2, column uscc" in warnings[0] and "district_code 120111" in warnings[0]
     assert "row 3, column uscc" in warnings[1] and "GB 11714" in warnings[1]
+
+
+def test_refused_districts_and_stripped_codes() -> None:
+    """A refused district_code is its own problem, not also a warning; a code with spaces
+    around it is accepted stripped and warned about as stored."""
+    raw = institutions([BEIJING, f" {MISTYPED} "], ["1201", "110000"])
+    _, problems = validate_institutions(raw, file="i.csv")
+    assert [(p.row, p.column) for p in problems] == [(2, "district_code")]
+    assert [(w.row, w.value) for w in problems.warnings] == [(3, MISTYPED)]  # as stored
+    assert "GB 11714" in problems.warnings[0].expected
