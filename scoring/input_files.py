@@ -13,6 +13,13 @@ empty, except in Parquet, whose column types are kept (`scoring.inputs` checks t
 are). Rows with every cell empty, and unnamed columns with every cell empty (trailing commas,
 formatted but unused spreadsheet cells), are dropped; an unnamed column with data is named
 "(unnamed column F)" so validation reports it.
+
+Reading costs bounded work whatever a file declares or contains (`scoring.limits.ReadLimits`:
+rows, columns, a workbook's uncompressed size, JSON nesting): a file over a limit, a zip bomb,
+XML with entities (parsed by defusedxml, never expanded), a damaged workbook, JSON nested
+beyond Python's parser, a number too long to convert, each is one problem naming the file,
+and the limit where there is one. A file read on behalf of someone else (an upload kept in a
+temporary folder) is named by its own name in every message, never by where it was kept.
 """
 
 from __future__ import annotations
