@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from scoring.shipped import SAMPLE_DIR
-from service.api import keys
+from service.api import guard, keys
 from service.api.app import create_app
 from service.api.keys import Role
 from service.core.database import make_engine, writing
@@ -408,3 +408,26 @@ def test_an_unexpected_error_is_a_problem_with_the_headers_too(tmp_path: Path) -
         failed = client.get("/v1/boom")
     assert problem(failed, 500)["detail"] == "RuntimeError"
     assert {k: failed.headers.get(k) for k in SECURITY} == SECURITY
+
+
+def test_rates_count_in_fixed_windows_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_080_000.0]  # a multiple of 60 and of 3600: the start of a window of each
+    monkeypatch.setattr(guard.time, "time", lambda: now[0])
+    rate = guard.Rate("2/minute;3/hour")
+    assert [rate.hit("a") for _ in range(3)] == [0, 0, 60]  # the minute's window is full
+    assert rate.hit("b") == 0 and rate.exhausted("b") == 0  # another client: its own count
+    now[0] += 61
+    assert rate.hit("a") == 3600 - 61  # a new minute, but the third of the hour
+    assert rate.exhausted("a") == 3600 - 61  # looking does not count
+    now[0] += 3600
+    assert rate.hit("a") == 0
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network() -> None:
+    def of(address: str) -> str:
+        return guard.client_of({"client": (address, 1234)})
+
+    assert of("2001:db8:1:2:aaaa::1") == of("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert of("2001:db8:1:3::1") != of("2001:db8:1:2::1")
+    assert of("192.0.2.1") == "192.0.2.1"
+    assert guard.client_of({}) == "-"
