@@ -498,12 +498,21 @@ def test_imports_over_http_keep_chinese_text_and_store_all_or_nothing(
         ),
     ]
     report = ok(http.post("/v1/imports", headers=supervisor, files=files))
+    warnings = report.pop("warnings")
     assert report == {
         "institutions_added": 2,
         "institutions_updated": 0,
         "findings_added": 3,
         "findings_unchanged": 0,
+        "warnings_total": 2,
     }
+    # MJ070000 has the GB 11714 check character 6 (Σ = 269, 269 mod 11 = 5, 11 − 5 = 6), so
+    # both new codes (…MJ0700001…, …MJ0700002…) are stored with a warning, not refused.
+    assert [(w["file"], w["row"], w["column"]) for w in warnings] == [
+        ("新机构.csv", 2, "uscc"),
+        ("新机构.csv", 3, "uscc"),
+    ]
+    assert all("GB 11714" in w["expected"] for w in warnings)
     stored = ok(http.get(f"/v1/institutions/{second}", headers=analyst))
     assert (
         stored["name"] == "天津市西青区“晨曦”培训学校"

@@ -150,11 +150,27 @@ class Revocation(Strict):
     reason: Reason
 
 
+class ImportWarning(Strict):
+    """Worth a look, yet stored all the same; located like a problem of the input."""
+
+    file: str
+    row: int | None
+    column: str | None
+    value: str | None
+    expected: str
+
+
 class ImportReport(Strict):
     institutions_added: int
     institutions_updated: int
     findings_added: int
     findings_unchanged: int
+    warnings: list[ImportWarning] = Field(
+        default=[],
+        description="e.g. a credit code registered outside its district_code, or whose "
+        "organisation code fails its GB 11714 check; at most 1000 listed",
+    )
+    warnings_total: int = 0
 
 
 class ComputeRequest(Strict):
