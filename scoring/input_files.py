@@ -608,12 +608,29 @@ def _read_parquet(path: Path, file: str, limits: ReadLimits) -> Read:
     """A Parquet file with its column types kept (dates as datetime64, counts as integers).
 
     Rows and columns are checked against the limits in the file's metadata, before reading.
+    A small Parquet file can hold gigabytes once decoded (a long text repeated by dictionary
+    and run-length encoding), so the decoded size is bounded by `max_workbook_bytes` too:
+    fixed-width columns from the schema before reading, text columns read dictionary-encoded
+    and measured before they are decoded.
     """
     try:
+        schema = pq.read_schema(path)
         metadata = pq.read_metadata(path)
         _check_columns(metadata.num_columns, limits)
         _check_rows(metadata.num_rows, limits)
-        table = pq.read_table(path)
+        nested = [field.name for field in schema if pa.types.is_nested(field.type)]
+        if nested:
+            raise _Refused(f"a Parquet file of flat columns; {nested[0]} holds lists or records")
+        texts = [field.name for field in schema if _is_text(field.type)]
+        fixed = sum(field.type.bit_width // 8 for field in schema if _is_fixed_width(field.type))
+        _check_decoded(metadata.num_rows * fixed, limits)
+        table = pq.ParquetFile(path, read_dictionary=texts).read()
+        _check_decoded(sum(_decoded_size(column) for column in table.columns), limits)
+        for name in texts:  # back to the types written, now that their size is known
+            position = table.schema.get_field_index(name)
+            table = table.set_column(
+                position, schema.field(name), table.column(position).cast(schema.field(name).type)
+            )
     except (pa.ArrowException, ValueError) as exc:
         return None, ProblemList.whole_file(
             file, f"a Parquet file that can be read ({type(exc).__name__})"
@@ -622,6 +639,43 @@ def _read_parquet(path: Path, file: str, limits: ReadLimits) -> Read:
     frame = frame.reset_index(drop=frame.index.names == [None])
     frame.index = np.arange(1, len(frame) + 1)
     return frame, ProblemList()
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
+def _is_fixed_width(kind: pa.DataType) -> bool:
+    try:
+        return bool(kind.bit_width)
+    except ValueError:  # not a fixed-width type
+        return False
+
+
+def _decoded_size(column: pa.ChunkedArray) -> int:
+    """Bytes `column` takes once decoded: a dictionary's values counted once per use."""
+    size = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type) and _is_text(chunk.type.value_type):
+            lengths = pc.binary_length(chunk.dictionary)
+            used = pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+            size += used + 8 * len(chunk)  # the values and their offsets
+        else:
+            size += chunk.nbytes
+    return size
+
+
+def _check_decoded(size: int, limits: ReadLimits) -> None:
+    if size > limits.max_workbook_bytes:
+        raise _Refused(
+            f"a Parquet file of at most {limits.max_workbook_bytes:,} bytes of data once "
+            f"decoded (the max_workbook_bytes limit); this one holds at least {size:,}"
+        )
 
 
 # Shared ----------------------------------------------------------------------------------
