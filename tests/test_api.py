@@ -380,6 +380,17 @@ def test_evaluate_returns_grade_changes_against_the_published_year_and_stores_no
     broken = rules_documents()
     del broken["scales.yaml"]
     problem(http.post("/v1/evaluate", headers=analyst, json={"year": 2026, "rules": broken}), 422)
+    # Over CREDIT_MAX_RULE_VALUES (10,000) dated values: refused before any rule is checked.
+    huge = rules_documents()
+    refunds = next(
+        i for i in huge["indicators.yaml"]["indicators"] if i["code"] == "refunds_per_contract"
+    )
+    start = date(2030, 1, 1).toordinal()
+    refunds["points"] |= {date.fromordinal(start + n).isoformat(): 100 for n in range(10_000)}
+    refused = problem(
+        http.post("/v1/evaluate", headers=analyst, json={"year": 2026, "rules": huge}), 422
+    )
+    assert "max_rule_values" in refused["detail"]
     unknown = {"uscc": code(NOBODY), "indicator": "fees_per_policy", "occurred_on": "2026-01-02"}
     problem(
         http.post("/v1/evaluate", headers=analyst, json={"year": 2026, "findings": [unknown]}), 404
