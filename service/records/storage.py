@@ -121,6 +121,7 @@ def import_frames(
     looked up, inserted and updated in batches, all in the caller's one transaction.
     """
     added = updated = f_added = f_same = 0
+    stamp = {"recorded_at": at, "recorded_by": by}
     if institution_frame is not None and not institution_frame.empty:
         records = records_of(institution_frame, INSTITUTION_FIELDS)
         existing = _stored(conn, institutions, [r["uscc"] for r in records], INSTITUTION_FIELDS)
@@ -128,11 +129,11 @@ def import_frames(
         for record in records:
             old = existing.get(record["uscc"])
             if old is None:
-                new_rows.append({**record, "recorded_at": at, "recorded_by": by})
+                record.update(stamp)  # in place: a large import's rows are not copied
+                new_rows.append(record)
             elif old != record:
-                changed.append(
-                    {**record, "key": record["uscc"], "recorded_at": at, "recorded_by": by}
-                )
+                record.update(stamp, key=record["uscc"])
+                changed.append(record)
         _insert(conn, institutions, new_rows)
         for batch in batches(changed, rows_per_statement(institutions)):
             conn.execute(_UPDATE_INSTITUTION, list(batch))
@@ -144,7 +145,8 @@ def import_frames(
         for record in records:
             old = stored.get(record["finding_id"])
             if old is None:
-                new_findings.append({**record, "recorded_at": at, "recorded_by": by})
+                record.update(stamp)
+                new_findings.append(record)
             elif any(old[f] != record[f] for f in FINDING_COMPARED):
                 raise Conflict(
                     f"finding {record['finding_id']} is already stored with different content; "
