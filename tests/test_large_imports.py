@@ -19,6 +19,7 @@ from scoring.shipped import load_rules
 from scoring.synthetic import synthetic_district
 from service.core.clock import now
 from service.core.database import reading, writing
+from service.core.errors import Conflict
 from service.core.tables import findings, institutions
 from service.records import storage
 
@@ -87,3 +88,14 @@ def test_changed_institutions_are_updated_in_batches(engine: Engine) -> None:
             for uscc, name in conn.execute(select(institutions.c.uscc, institutions.c.name))
         }
     assert names == dict(zip(renamed["uscc"], renamed["name"], strict=True))
+
+
+def test_a_conflict_in_the_last_batch_stores_nothing_of_the_import(engine: Engine) -> None:
+    """A finding on record comes again, changed, as the import's very last row: refused, and
+    none of the import's earlier batches stays."""
+    inst, found = synthetic_district(3_000, 30_000, year=2023, seed=12, rules=load_rules())
+    import_district(engine, inst, found.iloc[:1])
+    changed = found.iloc[:1].assign(note=found["note"].iloc[0] + "（改）")
+    with pytest.raises(Conflict, match=found["finding_id"].iloc[0]):
+        import_district(engine, inst, pd.concat([found.iloc[1:], changed], ignore_index=True))
+    assert stored(engine) == (3_000, 1)

@@ -117,46 +117,62 @@ def import_frames(
 ) -> ImportSummary:
     """Store validated frames in the caller's transaction; Conflict rolls everything back.
 
-    However large the frames, no statement carries more than `MAX_PARAMETERS` values: rows are
-    looked up, inserted and updated in batches, all in the caller's one transaction.
+    Frames of any size are stored `MAX_PARAMETERS` rows at a time (looked up, compared,
+    written), so no statement carries more values than a database accepts and only one batch
+    of rows is held as Python objects; all of it in the caller's one transaction, which any
+    error (a Conflict in the last batch too) rolls back whole.
     """
-    added = updated = f_added = f_same = 0
     stamp = {"recorded_at": at, "recorded_by": by}
-    if institution_frame is not None and not institution_frame.empty:
-        records = records_of(institution_frame, INSTITUTION_FIELDS)
-        existing = _stored(conn, institutions, [r["uscc"] for r in records], INSTITUTION_FIELDS)
-        new_rows, changed = [], []
-        for record in records:
-            old = existing.get(record["uscc"])
-            if old is None:
-                record.update(stamp)  # in place: a large import's rows are not copied
-                new_rows.append(record)
-            elif old != record:
-                record.update(stamp, key=record["uscc"])
-                changed.append(record)
-        _insert(conn, institutions, new_rows)
-        for batch in batches(changed, rows_per_statement(institutions)):
-            conn.execute(_UPDATE_INSTITUTION, list(batch))
-        added, updated = len(new_rows), len(changed)
-    if finding_frame is not None and not finding_frame.empty:
-        records = finding_records(finding_frame)
-        stored = _stored(conn, findings, [r["finding_id"] for r in records], FINDING_FIELDS)
-        new_findings = []
-        for record in records:
-            old = stored.get(record["finding_id"])
-            if old is None:
-                record.update(stamp)
-                new_findings.append(record)
-            elif any(old[f] != record[f] for f in FINDING_COMPARED):
-                raise Conflict(
-                    f"finding {record['finding_id']} is already stored with different content; "
-                    "findings are never edited: revoke it and record a new one"
-                )
-            else:
-                f_same += 1
-        _insert(conn, findings, new_findings)
-        f_added = len(new_findings)
+    added = updated = f_added = f_same = 0
+    if institution_frame is not None:
+        inserted: set[str] = set()
+        for chunk in _slices(institution_frame):
+            records = records_of(chunk, INSTITUTION_FIELDS)
+            existing = _stored(conn, institutions, [r["uscc"] for r in records], INSTITUTION_FIELDS)
+            new_rows, changed = [], []
+            for record in records:
+                # A key this import already added is new again: the database refuses it, as
+                # it would in one statement.
+                old = None if record["uscc"] in inserted else existing.get(record["uscc"])
+                if old is None:
+                    record.update(stamp)  # in place: rows are not copied
+                    new_rows.append(record)
+                elif old != record:
+                    record.update(stamp, key=record["uscc"])
+                    changed.append(record)
+            _insert(conn, institutions, new_rows)
+            for batch in batches(changed, rows_per_statement(institutions)):
+                conn.execute(_UPDATE_INSTITUTION, list(batch))
+            inserted.update(r["uscc"] for r in new_rows)
+            added, updated = added + len(new_rows), updated + len(changed)
+    if finding_frame is not None:
+        inserted = set()
+        for chunk in _slices(finding_frame):
+            records = finding_records(chunk)
+            stored = _stored(conn, findings, [r["finding_id"] for r in records], FINDING_FIELDS)
+            new_findings = []
+            for record in records:
+                old = None if record["finding_id"] in inserted else stored.get(record["finding_id"])
+                if old is None:
+                    record.update(stamp)
+                    new_findings.append(record)
+                elif any(old[f] != record[f] for f in FINDING_COMPARED):
+                    raise Conflict(
+                        f"finding {record['finding_id']} is already stored with different "
+                        "content; findings are never edited: revoke it and record a new one"
+                    )
+                else:
+                    f_same += 1
+            _insert(conn, findings, new_findings)
+            inserted.update(r["finding_id"] for r in new_findings)
+            f_added += len(new_findings)
     return ImportSummary(added, updated, f_added, f_same)
+
+
+def _slices(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """`frame` in consecutive slices of `MAX_PARAMETERS` rows (none for an empty frame)."""
+    for start in range(0, len(frame), MAX_PARAMETERS):
+        yield frame.iloc[start : start + MAX_PARAMETERS]
 
 
 _UPDATE_INSTITUTION = (
