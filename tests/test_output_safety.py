@@ -255,6 +255,8 @@ SECRET = "s3cret-Pa55"
         f"postgresql://user:{SECRET}@",
         f"postgresql://user:{SECRET}@127.0.0.1:9/db",  # nothing listens there
         f"postgresql://user:{SECRET}@127.0.0.1:9/db?connect_timeout=1&sslmode=junk",
+        # An "@" in the password not written %40: the rest of it would read as the host.
+        "postgresql://user:s3cret@Pa55@127.0.0.1:9/db",
     ],
 )
 def test_a_database_password_never_appears_in_a_message(url: str) -> None:
@@ -263,7 +265,8 @@ def test_a_database_password_never_appears_in_a_message(url: str) -> None:
         assert result.exit_code == 1 and result.stdout == "", (command, result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), command
         assert result.stderr.startswith("error:"), result.stderr
-        assert SECRET not in result.stderr and SECRET not in result.stdout, result.stderr
+        for part in (SECRET, "s3cret", "Pa55"):
+            assert part not in result.stderr, result.stderr
 
 
 def test_a_configuration_error_names_the_variable_without_its_value() -> None:

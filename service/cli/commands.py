@@ -185,12 +185,13 @@ def _settings() -> Settings:
     except ValidationError as exc:
         # Each variable and what is wrong with it, never its value: the database URL holds a
         # password, the platform a secret.
-        problems = "\n".join(
-            "  CREDIT_" + "_".join(str(part) for part in e["loc"]).upper() + f": {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False, include_context=False)
-        )
+        problems = []
+        for e in exc.errors(include_input=False, include_url=False, include_context=False):
+            name = "CREDIT_" + "_".join(str(part) for part in e["loc"]).upper()
+            message = e["msg"].removeprefix("Value error, ")
+            problems.append(f"  {message if message.startswith(name) else f'{name}: {message}'}")
         raise NotConfigured(
-            f"invalid configuration (CREDIT_* environment variables):\n{problems}"
+            "invalid configuration (CREDIT_* environment variables):\n" + "\n".join(problems)
         ) from None
 
 

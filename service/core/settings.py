@@ -85,11 +85,13 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite:///", "postgresql")):
             raise ValueError("CREDIT_DATABASE_URL must be sqlite:///PATH or postgresql://…")
         try:  # never the URL itself in the message: it may hold a password
-            make_url(url)
+            host = make_url(url).host or ""
         except (ArgumentError, ValueError):
             raise ValueError(
                 "CREDIT_DATABASE_URL is not a valid URL (postgresql://USER:PASSWORD@HOST:PORT/DB)"
             ) from None
+        if "@" in host:  # the rest of a password would be shown as the host
+            raise ValueError("CREDIT_DATABASE_URL: write an @ in the password as %40")
         return url
 
     @field_validator("scale")
