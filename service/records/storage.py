@@ -28,8 +28,9 @@ FINDING_COMPARED = ("uscc", "indicator", "occurred_on", "count", "source", "refe
 MAX_PARAMETERS = 10_000
 """Bound values in one statement, at most. Databases refuse statements with too many: SQLite
 more than its build's SQLITE_MAX_VARIABLE_NUMBER (32,766 by default, 250,000 on Debian),
-PostgreSQL more than 65,535. Lookups take this many ids at a time; inserts and updates as many
-rows as fit."""
+PostgreSQL more than 65,535. An import is stored this many rows at a time: their ids looked
+up in one statement (on PostgreSQL as one array parameter), then inserted and updated as many
+rows to a statement as fit."""
 
 T = TypeVar("T")
 
