@@ -27,6 +27,7 @@ from scoring.shipped import SAMPLE_DIR, load_rules
 from service.cli import app
 from service.core.database import make_engine, writing
 from service.core.migrate import upgrade
+from service.core.settings import Settings
 from service.core.tables import deliveries
 from service.ratings import publishing
 from service.records.importing import import_files
@@ -313,3 +314,14 @@ def test_a_database_that_refuses_the_connection_is_named_without_the_password(
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith("error: the database"), result.stderr
         assert SECRET not in result.stderr, result.stderr
+
+
+def test_the_database_serve_names_is_shown_without_its_password() -> None:
+    """`credit-rating serve` prints which database it serves from (service/cli/commands.py)."""
+    shown = Settings(
+        database_url=f"postgresql://user:{SECRET}@db.example:5432/credit"
+    ).database_shown
+    assert SECRET not in shown and "user" in shown and "db.example:5432/credit" in shown
+    assert Settings(database_url="sqlite:///var/x.db").database_shown == "sqlite:///var/x.db"
+    serve = (ROOT / "service" / "cli" / "commands.py").read_text(encoding="utf-8")
+    assert "settings.database_shown" in serve and "{settings.database_url}" not in serve

@@ -541,11 +541,18 @@ def test_an_import_with_one_bad_row_stores_nothing_and_names_file_row_and_column
     assert count(loaded, findings) == SAMPLE_FINDINGS
 
 
+def counts(summary: storage.ImportSummary) -> storage.ImportSummary:
+    """What an import stored, without its warnings (the sample's fictional codes have some)."""
+    return storage.ImportSummary(
+        *(getattr(summary, f) for f in storage.ImportSummary.__dataclass_fields__)
+    )
+
+
 def test_importing_the_same_files_again_changes_nothing(loaded: Engine) -> None:
     with reading(loaded) as conn:
         before = storage.get_finding(conn, "XQ-2023-0001")
     summary = import_files(loaded, SAMPLE_FILES, rules=RULES, by="someone else")
-    assert summary == storage.ImportSummary(0, 0, 0, SAMPLE_FINDINGS)
+    assert counts(summary) == storage.ImportSummary(0, 0, 0, SAMPLE_FINDINGS)
     with reading(loaded) as conn:
         assert storage.get_finding(conn, "XQ-2023-0001") == before
     assert count(loaded, institutions) == SAMPLE_INSTITUTIONS
@@ -569,7 +576,7 @@ def test_importing_a_stored_finding_id_with_different_content_is_a_conflict(
 
 def test_an_import_into_an_empty_database_stores_the_whole_sample(engine: Engine) -> None:
     summary = import_files(engine, SAMPLE_FILES, rules=RULES, by="tests")
-    assert summary == storage.ImportSummary(SAMPLE_INSTITUTIONS, 0, SAMPLE_FINDINGS, 0)
+    assert counts(summary) == storage.ImportSummary(SAMPLE_INSTITUTIONS, 0, SAMPLE_FINDINGS, 0)
     with reading(engine) as conn:
         name = storage.get_institution(conn, "52120111MJ0627485A")["name"]
     assert name == sample_rows("institutions.csv")[0]["name"]

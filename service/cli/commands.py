@@ -365,7 +365,7 @@ def serve(
         with writing(engine) as conn:
             key = keys.create(conn, role=Role.SUPERVISOR, name="local")
     base = f"http://{settings.host}:{settings.port}"
-    print(f"credit-rating: API docs at {base}/docs (database {settings.database_url})")
+    print(f"credit-rating: API docs at {base}/docs (database {settings.database_shown})")
     if local:
         print(f"local supervisor key (shown once): {key}")
         print(f'  try: curl -H "X-API-Key: {key}" -X POST {base}/v1/ratings/2023')

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         return None if scale is None else known_scale(scale, info.data.get("rules_dir", RULES_DIR))
 
     @property
+    def database_shown(self) -> str:
+        """The database URL as it may be printed: its password masked."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
     def read_limits(self) -> ReadLimits:
         """The limits for reading uploaded files."""
         return ReadLimits(
