@@ -1,5 +1,4 @@
-"""Liveness, readiness and Prometheus metrics, for whoever runs the service; and the public key
-that signs published snapshots, for whoever checks them."""
+"""Liveness, readiness and Prometheus metrics, for whoever runs the service."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Anyone, EngineDep, SettingsDep
-from service.api.problems import problem_response, responses
-from service.core.errors import NotConfigured, NotFound
+from service.api.problems import problem_response
+from service.core.errors import NotConfigured
 from service.core.migrate import is_current, missing_guards
 from service.ratings import integrity
 
@@ -59,23 +58,3 @@ def ready(who: Anyone, engine: EngineDep, settings: SettingsDep) -> dict[str, st
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(who: Anyone) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get(
-    "/v1/signing-key",
-    summary="The public key that signs published snapshots (Ed25519)",
-    responses=responses(404, 409),
-    tags=["ratings"],
-)
-def signing_key(who: Anyone, settings: SettingsDep) -> dict[str, str]:
-    """A snapshot's `signature` is this key's Ed25519 signature of `credit-rating snapshot v1`,
-    a newline, then the snapshot's `chain_hash` (UTF-8); `key_fingerprint` names the key."""
-    if settings.signing_key is None:
-        raise NotFound("snapshots are not signed here: no signing key is configured")
-    key = integrity.load_signing_key(settings.signing_key).public_key()
-    return {
-        "algorithm": "Ed25519",
-        "fingerprint": integrity.fingerprint(key),
-        "public_key": integrity.public_pem(key),
-        "signed_message": integrity.SIGNED_PREFIX + "{chain_hash}",
-    }

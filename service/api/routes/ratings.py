@@ -1,4 +1,5 @@
-"""Ratings: compute a year's draft, publish it, read results and explanations, history."""
+"""Ratings: compute a year's draft, publish it, read results and explanations, history, and the
+public key that signs what is published."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from service.api.schemas import (
 )
 from service.core.database import reading, writing
 from service.core.errors import NotFound
-from service.ratings import publishing, snapshots
+from service.ratings import integrity, publishing, snapshots
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
@@ -178,3 +179,22 @@ def read_institution_rating(
 def history(uscc: USCC, who: Anyone, engine: EngineDep) -> list[HistoryEntry]:
     with reading(engine) as conn:
         return [HistoryEntry(**h) for h in snapshots.history(conn, uscc=uscc)]
+
+
+@router.get(
+    "/signing-key",
+    summary="The public key that signs published snapshots (Ed25519)",
+    responses=responses(404, 409),
+)
+def signing_key(who: Anyone, settings: SettingsDep) -> dict[str, str]:
+    """A snapshot's `signature` is this key's Ed25519 signature of `credit-rating snapshot v1`,
+    a newline, then the snapshot's `chain_hash` (UTF-8); `key_fingerprint` names the key."""
+    if settings.signing_key is None:
+        raise NotFound("snapshots are not signed here: no signing key is configured")
+    key = integrity.load_signing_key(settings.signing_key).public_key()
+    return {
+        "algorithm": "Ed25519",
+        "fingerprint": integrity.fingerprint(key),
+        "public_key": integrity.public_pem(key),
+        "signed_message": integrity.SIGNED_PREFIX + "{chain_hash}",
+    }
