@@ -120,13 +120,13 @@ def task_rate(spec: dict[str, Any]) -> dict[str, Any]:
 
 def task_validate(spec: dict[str, Any]) -> dict[str, Any]:
     from scoring import inputs
-    from scoring.input_files import read_raw
+    from scoring.input_files import read_table
 
     directory = Path(spec["data"])
     rules = load_rules()
     t0 = time.perf_counter()
-    institutions, _ = read_raw(directory / "institutions.parquet")
-    findings, _ = read_raw(directory / "findings.parquet")
+    institutions = read_table(directory / "institutions.parquet")  # raises what it cannot read
+    findings = read_table(directory / "findings.parquet")
     t1 = time.perf_counter()
     inputs.validate(
         institutions,

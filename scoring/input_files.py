@@ -609,7 +609,7 @@ def _read_parquet(path: Path, file: str, limits: ReadLimits) -> Read:
 
     Rows and columns are checked against the limits in the file's metadata, before reading.
     A small Parquet file can hold gigabytes once decoded (a long text repeated by dictionary
-    and run-length encoding), so the decoded size is bounded by `max_workbook_bytes` too:
+    and run-length encoding), so the decoded size is bounded by `max_decoded_bytes`:
     fixed-width columns from the schema before reading, text columns read dictionary-encoded
     and measured before they are decoded.
     """
@@ -671,10 +671,10 @@ def _decoded_size(column: pa.ChunkedArray) -> int:
 
 
 def _check_decoded(size: int, limits: ReadLimits) -> None:
-    if size > limits.max_workbook_bytes:
+    if limits.max_decoded_bytes is not None and size > limits.max_decoded_bytes:
         raise _Refused(
-            f"a Parquet file of at most {limits.max_workbook_bytes:,} bytes of data once "
-            f"decoded (the max_workbook_bytes limit); this one holds at least {size:,}"
+            f"a Parquet file of at most {limits.max_decoded_bytes:,} bytes of data once "
+            f"decoded (the max_decoded_bytes limit); this one holds at least {size:,}"
         )
 
 

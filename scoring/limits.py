@@ -26,6 +26,9 @@ class ReadLimits:
     """Uncompressed size of an .xlsx workbook's parts, as its zip declares them, checked before
     anything is opened: a zip bomb is refused unread (zipfile never reads past a declared
     size). Memory while reading is several times what is read, so this bounds it too."""
+    max_decoded_bytes: int | None = None
+    """Data in a Parquet file once decoded, which can be thousands of times its size on disk
+    (None: no limit, for the command line's own files, a nation's findings among them)."""
     max_columns: int = 1_000
     """Columns in one table, whatever a workbook's declared dimension says: a CSV header, a
     JSON file's keys, a Parquet schema, the cells of an .xlsx row, counted as they arrive.

@@ -462,16 +462,16 @@ def test_a_parquet_file_decoding_to_more_than_the_limit_is_refused(tmp_path: Pat
     text = pa.array(["天津" * 500] * 20_000)  # 60 MB of text once decoded, a few KB written
     pq.write_table(pa.table({"uscc": text, "n": pa.array([7] * 20_000)}), path)
     assert path.stat().st_size < 50_000
-    problem = refused(path, ReadLimits(max_workbook_bytes=10_000_000))
-    assert "10,000,000 bytes of data once decoded (the max_workbook_bytes" in problem.expected
-    raw = read_table(path)  # under the default limit it is an ordinary file, types kept
+    problem = refused(path, ReadLimits(max_decoded_bytes=10_000_000))
+    assert "10,000,000 bytes of data once decoded (the max_decoded_bytes" in problem.expected
+    raw = read_table(path)  # the command line's own files have no such limit, types kept
     assert raw["uscc"].iloc[0] == "天津" * 500 and raw["n"].tolist()[:3] == [7, 7, 7]
 
 
 def test_fixed_width_parquet_columns_are_counted_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "wide.parquet"
     pq.write_table(pa.table({f"c{n}": pa.array([0] * 10_000) for n in range(20)}), path)
-    problem = refused(path, ReadLimits(max_workbook_bytes=1_000_000))  # 20 × 8 × 10,000 bytes
+    problem = refused(path, ReadLimits(max_decoded_bytes=1_000_000))  # 20 × 8 × 10,000 bytes
     assert "holds at least 1,600,000" in problem.expected
 
 

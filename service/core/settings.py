@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     max_upload_files: Annotated[int, Field(ge=1, le=1000)] = 20
     max_rows: Annotated[int, Field(ge=1)] = 5_000_000  # data rows per uploaded file
     max_workbook_bytes: Annotated[int, Field(ge=1024)] = ReadLimits.max_workbook_bytes
+    max_decoded_bytes: Annotated[int, Field(ge=1024)] = 1024 * MiB  # a Parquet file, decoded
     max_columns: Annotated[int, Field(ge=1, le=16_384)] = ReadLimits.max_columns
     max_json_depth: Annotated[int, Field(ge=2, le=1000)] = ReadLimits.max_json_depth
     max_rule_values: Annotated[int, Field(ge=100)] = 10_000  # dated values in candidate rules
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
         return ReadLimits(
             max_rows=self.max_rows,
             max_workbook_bytes=self.max_workbook_bytes,
+            max_decoded_bytes=self.max_decoded_bytes,
             max_columns=self.max_columns,
             max_json_depth=self.max_json_depth,
         )
