@@ -199,7 +199,7 @@ VETO_LOGIT = (-9.0, 1.3)  # yearly chance of a veto, by risk
 HISTORY_REVOKED_SHARE = 0.02
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames do not compare with ==
 class SyntheticHistory:
     """A synthetic district over several years (合成数据：see `SYNTHETIC_NOTICE`).
 
