@@ -269,7 +269,10 @@ def synthetic_history(
     yearly: dict[int, npt.NDArray[np.float64]] = {}
     for year in chosen:
         step = rng.standard_normal(n) * np.sqrt(1 - PERSISTENCE**2)
-        fluctuation = PERSISTENCE * fluctuation + step if yearly else step
+        # The first year's fluctuation is drawn from the stationary law (standard deviation 1).
+        fluctuation = (
+            PERSISTENCE * fluctuation + step if yearly else step / np.sqrt(1 - PERSISTENCE**2)
+        )
         yearly[year] = risk + FLUCTUATION * fluctuation
 
     all_codes = [i.code for i in forces[-1].indicators]

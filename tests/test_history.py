@@ -95,6 +95,16 @@ def test_the_history_round_trips_through_csv_files(tmp_path: Path, rules: RuleSe
     pd.testing.assert_frame_equal(read_findings, small.findings, check_dtype=False)
 
 
+def test_the_history_round_trips_through_parquet_files(tmp_path: Path, rules: RuleSet) -> None:
+    small = synthetic_history(200, seed=6, rules=rules, today=TODAY)
+    institutions_file, findings_file = tmp_path / "i.parquet", tmp_path / "f.parquet"
+    small.institutions.to_parquet(institutions_file, index=False)
+    small.findings.to_parquet(findings_file, index=False)
+    read_institutions, read_findings = read_inputs(institutions_file, findings_file, rules=rules)
+    pd.testing.assert_frame_equal(read_institutions, small.institutions, check_dtype=False)
+    pd.testing.assert_frame_equal(read_findings, small.findings, check_dtype=False)
+
+
 def test_no_date_after_today_and_a_year_not_over_stops_at_today(rules: RuleSet) -> None:
     today = dt.date(2025, 3, 10)
     made = synthetic_history(3_000, (2023, 2024, 2025), seed=2, rules=rules, today=today)
