@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-http clean
+.PHONY: run test lint bench bench-http notebooks clean
 
 # (Re)install when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -24,6 +24,12 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Every notebook executed in this environment's own Jupyter kernel (no other kernelspec) and
+# rendered to HTML for reading, in build/notebooks/ (git-ignored). `make test` runs them too.
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to html --execute --output-dir build/notebooks \
+	  --KernelSpecManager.kernel_dirs='[]' notebooks/*.ipynb
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
