@@ -643,11 +643,9 @@ def _read_parquet_within(path: Path, schema: pa.Schema, rows: int, limits: ReadL
     _check_decoded(rows * fixed, limits)
     table = pq.ParquetFile(path, read_dictionary=texts).read()
     _check_decoded(sum(_decoded_size(column) for column in table.columns), limits)
-    for name in texts:  # back to the types written, now that their size is known
-        position = table.schema.get_field_index(name)
-        table = table.set_column(
-            position, schema.field(name), table.column(position).cast(schema.field(name).type)
-        )
+    for position, field in enumerate(schema):  # back to the types written, their size known
+        if _is_text(field.type):
+            table = table.set_column(position, field, table.column(position).cast(field.type))
     return table
 
 

@@ -225,3 +225,23 @@ def test_evaluate_compares_candidate_rules_with_the_published_grades(tmp_path: P
         and "试算" in table.stdout
         and "天津市西青区博文培训学校" in table.stdout
     )
+
+
+def test_a_rate_setting_that_cannot_be_read_is_refused_at_start() -> None:
+    """It used to pass the settings and crash on the first request (service/api/guard.py)."""
+    for name in ("CREDIT_ANONYMOUS_RATE", "CREDIT_FAILED_KEY_RATE"):
+        result = run("verify", env={name: "lots"})
+        assert result.exit_code == 1 and name in result.stderr, result.stderr
+
+
+def test_a_scale_of_the_rules_in_use_is_accepted_and_an_unknown_one_named(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    scales = rules / "scales.yaml"
+    scales.write_text(
+        scales.read_text(encoding="utf-8").replace("code: five", "code: five_new"), encoding="utf-8"
+    )
+    mine = run("rate", "--year", "2023", "--rules", str(rules), "--scale", "five_new")
+    assert mine.exit_code == 0, mine.stderr
+    unknown = run("rate", "--year", "2023", "--scale", "six")
+    assert unknown.exit_code == 1 and "six" in unknown.stderr and "four" in unknown.stderr

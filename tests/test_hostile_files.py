@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from scoring.errors import InputError, Problem
-from scoring.input_files import read_table
+from scoring.input_files import read_raw, read_table
 from scoring.limits import ReadLimits
 from scoring.shipped import SAMPLE_DIR, load_rules
 from scoring.uscc import check_character
@@ -473,6 +473,21 @@ def test_fixed_width_parquet_columns_are_counted_before_reading(tmp_path: Path) 
     pq.write_table(pa.table({f"c{n}": pa.array([0] * 10_000) for n in range(20)}), path)
     problem = refused(path, ReadLimits(max_decoded_bytes=1_000_000))  # 20 × 8 × 10,000 bytes
     assert "holds at least 1,600,000" in problem.expected
+
+
+def test_a_parquet_file_with_a_column_named_twice_is_a_problem_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "twice.parquet"
+    table = pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["uscc", "uscc"])
+    pq.write_table(table, path)
+    for limits in (ReadLimits(), ReadLimits(max_decoded_bytes=10_000_000)):  # CLI and upload
+        frame, problems = read_raw(path, limits)  # it used to raise KeyError (a 500) on uploads
+        if frame is None:
+            [problem] = problems
+            assert "Parquet file that can be read" in problem.expected
+        else:  # read as it is: the checks of the contract then say "each column once"
+            assert list(frame.columns) == ["uscc", "uscc"] and not problems
 
 
 def test_a_nested_parquet_column_is_a_problem(tmp_path: Path) -> None:

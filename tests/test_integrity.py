@@ -503,7 +503,10 @@ def test_ready_fails_when_the_signing_key_or_the_anchor_file_cannot_be_used(
     ]:
         with TestClient(create_app(settings)) as client:
             answer = client.get("/ready")
+            key = client.get("/v1/signing-key")
         assert (answer.status_code, answer.json()["title"]) == (503, title)
+        assert str(tmp_path) not in answer.text  # anyone may ask: no server path in the answer
+        assert str(tmp_path) not in key.text
 
 
 def test_every_guard_dropped_is_named_and_restored(loaded: Engine) -> None:

@@ -147,8 +147,8 @@ def install(app: FastAPI) -> None:
             }
             for p in exc.problems
         ]
-        detail = f"{len(exc.problems)} problem(s) in the input; nothing was stored"
-        return problem_response(422, "Invalid input", detail, errors=errors)
+        detail = f"{exc.total} problem(s) in the input; nothing was stored"
+        return problem_response(422, "Invalid input", detail, errors=errors, total=exc.total)
 
     async def _domain(_: Request, exc: Exception) -> JSONResponse:
         status, title = next(STATUS[k] for k in type(exc).__mro__ if k in STATUS)

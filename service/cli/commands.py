@@ -30,9 +30,7 @@ from scoring.shipped import (
     RULES_DIR,
     SAMPLE_FINDINGS,
     SAMPLE_INSTITUTIONS,
-    known_scale,
     load_rules,
-    scale_names,
 )
 from service.api import keys
 from service.api.keys import Role
@@ -114,19 +112,13 @@ Findings = Annotated[
 Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False)]
 
 
-def _known_scale(name: str | None) -> str | None:
-    try:
-        return None if name is None else known_scale(name)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
+# Checked by the rules in use (`RuleSet.in_force` names the scales they define), so a rules
+# directory of one's own may define others.
 Scale = Annotated[
     str | None,
     typer.Option(
-        callback=_known_scale,
-        metavar="|".join(scale_names()),
-        help="Grade scale (default: the rules' own, four classes).",
+        metavar="SCALE",
+        help="Grade scale of the rules: four (the default) or five in the shipped measure.",
         show_default=False,
     ),
 ]

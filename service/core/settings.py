@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -94,6 +95,15 @@ class Settings(BaseSettings):
         if "@" in host:  # the rest of a password would be shown as the host
             raise ValueError("CREDIT_DATABASE_URL: write an @ in the password as %40")
         return url
+
+    @field_validator("anonymous_rate", "failed_key_rate")
+    @classmethod
+    def _rate(cls, rate: str) -> str:
+        try:
+            parse_many(rate)
+        except ValueError:
+            raise ValueError("a rate such as 600/minute (several joined by ;)") from None
+        return rate
 
     @field_validator("scale")
     @classmethod

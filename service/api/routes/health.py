@@ -47,11 +47,13 @@ def ready(who: Anyone, engine: EngineDep, settings: SettingsDep) -> dict[str, st
     if settings.signing_key is not None:  # else every publish would fail
         try:
             integrity.load_signing_key(settings.signing_key)
-        except NotConfigured as exc:
-            return problem_response(503, "Signing key unusable", str(exc))
+        except NotConfigured:  # the reason names a server path: for the operator, not the caller
+            return problem_response(
+                503, "Signing key unusable", "CREDIT_SIGNING_KEY cannot be used: see `verify`"
+            )
     anchor = settings.anchor_file
     if anchor is not None and not os.access(anchor if anchor.exists() else anchor.parent, os.W_OK):
-        return problem_response(503, "Anchor file not writable", f"{anchor} cannot be written")
+        return problem_response(503, "Anchor file not writable", "CREDIT_ANCHOR_FILE")
     return {"status": "ready"}
 
 

@@ -34,7 +34,7 @@ from service.api.schemas import (
     SnapshotPublic,
 )
 from service.core.database import reading, writing
-from service.core.errors import NotFound
+from service.core.errors import NotConfigured, NotFound
 from service.ratings import integrity, publishing, snapshots
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
@@ -191,7 +191,10 @@ def signing_key(who: Anyone, settings: SettingsDep) -> dict[str, str]:
     a newline, then the snapshot's `chain_hash` (UTF-8); `key_fingerprint` names the key."""
     if settings.signing_key is None:
         raise NotFound("snapshots are not signed here: no signing key is configured")
-    key = integrity.load_signing_key(settings.signing_key).public_key()
+    try:
+        key = integrity.load_signing_key(settings.signing_key).public_key()
+    except NotConfigured:  # the reason names a server path: for the operator, not the caller
+        raise NotConfigured("the signing key (CREDIT_SIGNING_KEY) cannot be used") from None
     return {
         "algorithm": "Ed25519",
         "fingerprint": integrity.fingerprint(key),
