@@ -21,7 +21,6 @@ from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun, GradeChange
 from service.ratings.snapshots import Snapshot
-from service.sharing.delivery import RunReport
 
 
 def _valid_uscc(code: str) -> str:
@@ -324,17 +323,6 @@ class DeliveryPublic(Strict):
     receipt_id: str | None
     created_at: datetime
     delivered_at: datetime | None
-
-
-class DeliveryRun(Strict):
-    delivered: list[str]
-    dead: list[str]
-    pending: list[str]
-    complete: bool
-
-    @classmethod
-    def of(cls, report: RunReport) -> DeliveryRun:
-        return cls.model_validate(report, from_attributes=True)
 
 
 class DeliveryRunStarted(Strict):
