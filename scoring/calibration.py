@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 from scipy import optimize, special, stats
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -412,19 +413,20 @@ class ScoreCalibrator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         tags.classifier_tags.multi_class = False
         return tags
 
-    def _scores(self, X: Any, *, reset: bool, y: Any = None) -> Any:
-        if not hasattr(X, "columns") and np.ndim(X) == 1:
-            X = np.asarray(X).reshape(-1, 1)  # a bare vector of scores is one column
-        if y is None:
-            X = validate_data(self, X, reset=reset, dtype=np.float64)
-        else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64)
+    def _scores(self, X: Any, *, reset: bool, y: Any = "no_validation") -> Any:
+        """The scores as a vector (and y checked alongside when fitting): a 1-d input is taken
+        as one column; validate_data does the rest (NaN, lengths, feature names)."""
+        if not hasattr(X, "columns") and not sp.issparse(X):
+            as_array = np.asarray(X)
+            if as_array.ndim == 1:
+                X = as_array.reshape(-1, 1)  # a bare vector of scores is one column
+        checked = validate_data(self, X, y, reset=reset, dtype=np.float64)
+        X, y = checked if isinstance(checked, tuple) else (checked, None)
         if X.shape[1] != 1:
             raise CalibrationError(
                 f"ScoreCalibrator takes one feature (the score), got {X.shape[1]} columns"
             )
-        X = X[:, 0]
-        return X if y is None else (X, y)
+        return X[:, 0] if y is None else (X[:, 0], y)
 
     def fit(self, X: Any, y: Any) -> ScoreCalibrator:
         if self.method not in ("auto", "isotonic", "sigmoid"):

@@ -17,7 +17,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 from scoring.calibration import (
     Band,
@@ -96,6 +96,71 @@ with warnings.catch_warnings():
 @sklearn_checks  # type: ignore[untyped-decorator]
 def test_sklearn_estimator_checks(estimator: Any, check: Any) -> None:
     check(estimator)
+
+
+class TwoDimensionalView(ScoreCalibrator):
+    """ScoreCalibrator with the 2-d input tag, so that sklearn yields its full suite; test-only.
+    The checks that feed several features, or index the 1-d data they made, cannot pass."""
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        return tags
+
+
+# The checks a one-feature estimator can meet, out of sklearn's suite. Left out, with why:
+# check_classifiers_train (its blobs' first feature raises risk; the map falls with the score),
+# check_fit1d (a 1-d score is accepted on purpose), check_classifier_not_supporting_multiclass,
+# check_n_features_in* and the check_fit2d_*, check_dict_unchanged, check_dtype_object,
+# check_dont_overwrite_parameters, check_f_contiguous_array_estimator, check_estimator_sparse_array
+# and check_methods_*_invariance (they fit on several features or index X[:, k] of 1-d data).
+ONE_FEATURE_CHECKS = {
+    "check_classifiers_classes",
+    "check_classifiers_one_label",
+    "check_classifiers_regression_target",
+    "check_complex_data",
+    "check_decision_proba_consistency",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_sparse_matrix",
+    "check_estimator_sparse_tag",
+    "check_estimators_dtypes",
+    "check_estimators_empty_data_messages",
+    "check_estimators_fit_returns_self",
+    "check_estimators_nan_inf",
+    "check_estimators_overwrite_params",
+    "check_estimators_pickle",
+    "check_estimators_unfitted",
+    "check_fit_check_is_fitted",
+    "check_fit_idempotent",
+    "check_fit_score_takes_y",
+    "check_get_params_invariance",
+    "check_mixin_order",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_pipeline_consistency",
+    "check_positive_only_tag_during_fit",
+    "check_readonly_memmap_input",
+    "check_requires_y_none",
+    "check_set_params",
+    "check_supervised_y_2d",
+    "check_supervised_y_no_nan",
+    "check_valid_tag_types",
+}
+
+
+def test_score_calibrator_passes_the_sklearn_checks_one_feature_allows() -> None:
+    est = TwoDimensionalView(cv=2, n_bootstraps=5, min_samples=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(est, on_fail=None)
+    status: dict[str, set[str]] = {}
+    for result in results:
+        status.setdefault(result["check_name"], set()).add(result["status"])
+    assert set(status) >= ONE_FEATURE_CHECKS
+    failed = {name for name in ONE_FEATURE_CHECKS if status[name] != {"passed"}}
+    assert not failed
 
 
 def test_score_calibrator_follows_the_estimator_conventions() -> None:
