@@ -259,20 +259,24 @@ def psi_band(value: float) -> Literal["stable", "shifting", "shifted"]:
 
 def _fit_logistic(
     X: FloatArray,
-    y: npt.NDArray[np.int64],
+    y: npt.NDArray[Any],
     *,
     alpha: float,
     penalize_standardized: bool,
     max_iter: int,
     tol: float,
+    weight: FloatArray | None = None,
 ) -> tuple[FloatArray, float, int]:
     """Minimise mean log loss + alpha/2·‖w‖² subject to w ≥ 0, intercept free (L-BFGS-B).
 
     Solved on centred, scaled columns for conditioning: a positive scale and a shift keep the
-    sign constraint exact. The penalty is on the raw weights unless `penalize_standardized`."""
-    n, p = X.shape
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
+    sign constraint exact. The penalty is on the raw weights unless `penalize_standardized`.
+    `weight` (rows standing for several institutions, y then the share with the outcome)
+    gives the same fit as the rows repeated."""
+    p = X.shape[1]
+    share = np.full(X.shape[0], 1.0 / X.shape[0]) if weight is None else weight / weight.sum()
+    mean = share @ X
+    scale = np.sqrt(share @ (X - mean) ** 2)
     scale[scale == 0] = 1.0
     Z = (X - mean) / scale
     yf = y.astype(np.float64)
@@ -281,14 +285,14 @@ def _fit_logistic(
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         v, b = theta[:p], theta[p]
         z = Z @ v + b
-        loss = float(np.mean(np.logaddexp(0.0, z) - yf * z)) + 0.5 * float(np.sum(pen * v * v))
-        r = special.expit(z) - yf
+        loss = float(share @ (np.logaddexp(0.0, z) - yf * z)) + 0.5 * float(np.sum(pen * v * v))
+        r = share * (special.expit(z) - yf)
         grad = np.empty(p + 1)
-        grad[:p] = Z.T @ r / n + pen * v
-        grad[p] = r.mean()
+        grad[:p] = Z.T @ r + pen * v
+        grad[p] = r.sum()
         return loss, grad
 
-    rate = min(max(yf.mean(), 1e-6), 1 - 1e-6)
+    rate = min(max(float(share @ yf), 1e-6), 1 - 1e-6)
     theta0 = np.zeros(p + 1)
     theta0[p] = math.log(rate / (1 - rate))
     result = optimize.minimize(
@@ -349,9 +353,13 @@ def _fit_map(method: str, s: FloatArray, y: npt.NDArray[np.int64]) -> IsotonicRe
     if method == "isotonic":
         iso = IsotonicRegression(increasing=False, out_of_bounds="clip", y_min=0.0, y_max=1.0)
         return iso.fit(s, y.astype(np.float64))
+    # one row per distinct score, weighted by its institutions: the same fit, far fewer rows
+    levels, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    events = np.bincount(inverse, weights=y, minlength=levels.size)
     w, b, _ = _fit_logistic(
-        -s[:, None],
-        y,
+        -levels[:, None],
+        events / counts,
+        weight=counts.astype(np.float64),
         alpha=_SIGMOID_RIDGE,
         penalize_standardized=True,
         max_iter=1000,

@@ -578,3 +578,24 @@ def test_calibration_errors_are_scoring_errors_too() -> None:
 def test_other_bad_inputs(call: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_the_sigmoid_fit_on_distinct_scores_equals_the_fit_on_every_institution() -> None:
+    """The sigmoid is fitted on one weighted row per distinct score, for speed: same answer."""
+    from scoring.calibration import _fit_logistic
+
+    scores, outcomes = history(50, 400)
+    common: dict[str, Any] = {
+        "alpha": 1e-4,
+        "penalize_standardized": True,
+        "max_iter": 1000,
+        "tol": 1e-10,
+    }
+    w_all, b_all, _ = _fit_logistic(-scores[:, None].astype(np.float64), outcomes, **common)
+    levels, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    share = np.bincount(inverse, weights=outcomes) / counts
+    w_agg, b_agg, _ = _fit_logistic(
+        -levels[:, None].astype(np.float64), share, weight=counts.astype(np.float64), **common
+    )
+    np.testing.assert_allclose(w_agg, w_all, rtol=1e-5)
+    assert b_agg == pytest.approx(b_all, rel=1e-5)
