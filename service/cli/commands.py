@@ -36,6 +36,7 @@ from service.api import keys
 from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
 from service.cli import render
+from service.cli.calibrate import calibrate as calibrate_command
 from service.core.database import make_engine, reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
 from service.core.migrate import upgrade
@@ -275,6 +276,9 @@ def evaluate(
         render.console().print(render.dry_run_table(result))
     else:
         print(EvaluateResponse.of(result).model_dump_json(indent=2))
+
+
+app.command("calibrate")(calibrate_command)
 
 
 keys_app = _Commands(
