@@ -1,0 +1,177 @@
+"""`credit-rating calibrate`: the report, its determinism, files against --demo, --out and the
+candidate rules, and bad inputs. In-process (CliRunner); a small synthetic district."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from scoring.calibration import CalibrationError
+from scoring.calibration_report import calibrate, parse_years
+from scoring.history import SYNTHETIC_NOTICE, synthetic_history
+from scoring.shipped import load_rules
+from service.cli import app
+
+YEARS = "2023-2026"
+SEED = 11
+N = 2_000
+KEYS = {
+    "auc",
+    "ks",
+    "brier",
+    "brier_baseline",
+    "reliability",
+    "grade_rates",
+    "psi",
+    "weights",
+    "cutoffs",
+    "synthetic",
+    "notice",
+}
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, ["calibrate", *args])
+
+
+def report_of(result: Result) -> dict[str, Any]:
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def demo() -> dict[str, Any]:
+    return report_of(
+        run("--demo", "--demo-institutions", str(N), "--seed", str(SEED), "--years", YEARS,
+            "--format", "json")
+    )  # fmt: skip
+
+
+def test_demo_reports_every_key_and_beats_the_base_rate(demo: dict[str, Any]) -> None:
+    assert demo.keys() >= KEYS
+    assert demo["synthetic"] is True and demo["notice"] == SYNTHETIC_NOTICE
+    assert demo["training_years"] == [2023, 2024] and demo["held_out_year"] == 2025
+    assert demo["brier"] < demo["brier_baseline"]
+    assert 0.5 < demo["auc"] <= 1 and 0 < demo["ks"] <= 1
+    assert [(p["from"], p["to"]) for p in demo["psi"]] == [(2023, 2024), (2024, 2025), (2025, 2026)]
+    assert all(p["band"] in ("stable", "shifting", "shifted") for p in demo["psi"])
+    assert [g["grade"] for g in demo["grade_rates"]] == ["A", "B", "C", "D"]
+    assert all(g["lower"] <= (g["rate"] or 0) <= g["upper"] for g in demo["grade_rates"])
+    weights = demo["weights"]
+    assert len(weights) == 28 and all(v >= 0 for v in weights.values())
+    assert sum(weights.values()) == 1000
+    cutoffs = demo["cutoffs"]
+    assert cutoffs[0]["max"] == 1000 and cutoffs[-1]["min"] == 0
+    for upper, lower in itertools.pairwise(cutoffs):
+        assert lower["max"] == upper["min"] - 1  # no gap, no overlap
+        assert lower["rate"] > upper["rate"]  # rates rise from A down
+
+
+def test_the_same_seed_gives_the_same_proposals(demo: dict[str, Any]) -> None:
+    again = report_of(
+        run("--demo", "--demo-institutions", str(N), "--seed", str(SEED), "--years", YEARS,
+            "--format", "json")
+    )  # fmt: skip
+    assert again["weights"] == demo["weights"]
+    assert again["cutoffs"] == demo["cutoffs"]
+
+
+def test_files_from_the_same_history_give_the_demo_report(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    # the day --demo generates up to (a year not over yet ends today)
+    today = min(dt.date.today(), dt.date(2026, 12, 31))
+    history = synthetic_history(N, (2023, 2024, 2025, 2026), seed=SEED, today=today)
+    institutions, findings = tmp_path / "institutions.csv", tmp_path / "findings.csv"
+    history.institutions.to_csv(institutions, index=False)
+    history.findings.assign(occurred_on=history.findings["occurred_on"].dt.date).to_csv(
+        findings, index=False
+    )
+    from_files = report_of(
+        run("--institutions", str(institutions), "--findings", str(findings), "--seed",
+            str(SEED), "--years", YEARS, "--format", "json")
+    )  # fmt: skip
+    assert from_files["synthetic"] is False and "notice" not in from_files
+    # Files cannot say they are synthetic; everything else is the same.
+    expected = {k: v for k, v in demo.items() if k not in ("synthetic", "notice")}
+    got = {k: v for k, v in from_files.items() if k != "synthetic"}
+    assert got == expected
+
+
+def test_out_writes_the_artifact_metadata_and_candidate_rules(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("--demo", "--demo-institutions", "1000", "--seed", "2", "--years", YEARS,
+                 "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert SYNTHETIC_NOTICE[:20] in result.stdout
+
+    metadata = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
+    artifact = out / "calibration.joblib"
+    assert metadata["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert metadata["rules_hash"] == load_rules().in_force(2026).content_hash
+    assert metadata["training_years"] == [2023, 2024] and metadata["held_out_year"] == 2025
+    assert {"scikit-learn", "numpy", "scipy", "pandas", "joblib", "python"} <= set(
+        metadata["versions"]
+    )
+    assert metadata["synthetic"] is True
+    fitted = joblib.load(artifact)
+    p = fitted["calibrator"].predict_proba(np.array([1000.0, 700.0]))[:, 1]
+    assert p[0] <= p[1]
+    assert fitted["logistic"].coef_.min() >= 0
+
+    candidate = load_rules(out / "rules")
+    assert candidate.version.endswith("-candidate")
+    assert "status: candidate" in candidate.info.changes[-1].note
+    force = candidate.in_force(2027)
+    assert {i.code: i.points for i in force.indicators} == metadata["weights"]
+    assert [(b.grade, b.min, b.max) for b in force.bands] == [
+        (c["grade"], c["min"], c["max"]) for c in metadata["cutoffs"]
+    ]
+    # the years already rated keep their values (only the version differs)
+    assert {**candidate.in_force(2026).as_data(), "version": ""} == {
+        **load_rules().in_force(2026).as_data(),
+        "version": "",
+    }
+
+    rated = CliRunner().invoke(
+        app, ["rate", "--rules", str(out / "rules"), "--year", "2027", "--format", "json"]
+    )
+    assert rated.exit_code == 0, rated.stderr
+    records = json.loads(rated.stdout)
+    assert records and all(r["points"] == metadata["weights"] for r in records)  # no 2027 findings
+
+
+@pytest.mark.parametrize("years", ["2023", "2023-2024", "2023,2025,2026"])
+def test_too_few_or_gapped_years_fail_clearly(years: str) -> None:
+    result = run("--demo", "--demo-institutions", "200", "--years", years)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error:")
+    assert "years" in result.stderr
+
+
+def test_too_few_institutions_fail_clearly() -> None:
+    result = run("--demo", "--demo-institutions", "20", "--years", YEARS)
+    assert result.exit_code == 1
+    assert "too few institutions" in result.stderr
+
+
+def test_one_class_only_fails_clearly() -> None:
+    history = synthetic_history(300, (2023, 2024, 2025, 2026), seed=1, today=dt.date(2026, 6, 1))
+    with pytest.raises(CalibrationError, match="one class only"):
+        calibrate(history.institutions, history.findings.iloc[:0], load_rules(), range(2023, 2027))
+
+
+def test_missing_files_and_bad_years_text_fail_clearly() -> None:
+    assert "give --institutions and --findings" in run("--years", YEARS).stderr
+    with pytest.raises(CalibrationError, match="years must look like"):
+        parse_years("twenty")
