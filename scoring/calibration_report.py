@@ -93,6 +93,18 @@ def _check_years(years: tuple[int, ...]) -> None:
         raise CalibrationError(f"years must be consecutive, got {', '.join(map(str, years))}")
 
 
+def _check_missing(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    """NaN (or a missing date or code) where the rating needs a value: CalibrationError."""
+    for column in columns:
+        if column not in frame.columns:
+            raise CalibrationError(f"{name} have no column {column!r}")
+        missing = int(frame[column].isna().sum())
+        if missing:
+            raise CalibrationError(
+                f"{name} have NaN or missing values in {column!r} ({missing} row(s))"
+            )
+
+
 def _open(institutions: pd.DataFrame, findings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Without closed institutions and their findings (as `serious_outcomes` leaves them out)."""
     if "status" not in institutions.columns:
@@ -119,6 +131,8 @@ def calibrate(
     `MIN_INSTITUTIONS` open institutions, NaN in the rating, or one class only."""
     chosen = tuple(sorted(set(years)))
     _check_years(chosen)
+    _check_missing(findings, ("uscc", "indicator", "occurred_on", "count"), "findings")
+    _check_missing(institutions, ("uscc",), "institutions")
     open_, open_findings = _open(institutions, findings)
     if len(open_) < MIN_INSTITUTIONS:
         raise CalibrationError(

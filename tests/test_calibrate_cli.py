@@ -171,6 +171,22 @@ def test_one_class_only_fails_clearly() -> None:
         calibrate(history.institutions, history.findings.iloc[:0], load_rules(), range(2023, 2027))
 
 
+def test_nan_fails_clearly(tmp_path: Path) -> None:
+    history = synthetic_history(300, (2023, 2024, 2025, 2026), seed=1, today=dt.date(2026, 6, 1))
+    findings = history.findings.assign(count=history.findings["count"].astype(float))
+    findings.loc[3, "count"] = np.nan
+    with pytest.raises(CalibrationError, match="NaN or missing values in 'count'"):
+        calibrate(history.institutions, findings, load_rules(), range(2023, 2027))
+    # from files, the input contract refuses the blank first (InputError, also exit 1)
+    institutions, findings_csv = tmp_path / "i.csv", tmp_path / "f.csv"
+    history.institutions.to_csv(institutions, index=False)
+    findings.assign(occurred_on=findings["occurred_on"].dt.date).to_csv(findings_csv, index=False)
+    result = run("--institutions", str(institutions), "--findings", str(findings_csv),
+                 "--years", YEARS)  # fmt: skip
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error:") and "count" in result.stderr
+
+
 def test_missing_files_and_bad_years_text_fail_clearly() -> None:
     assert "give --institutions and --findings" in run("--years", YEARS).stderr
     with pytest.raises(CalibrationError, match="years must look like"):
