@@ -32,6 +32,7 @@ from service.api.routes import (
 from service.core.database import make_engine
 from service.core.migrate import upgrade
 from service.core.settings import Settings
+from service.ratings.risk import load_risk
 
 REQUESTS = Counter("credit_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("credit_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -77,6 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     ruleset = load_rules(settings.rules_dir)
+    # Refused here, before anything else starts, when it does not match (service.ratings.risk).
+    risk = (
+        None if settings.calibration_dir is None else load_risk(settings.calibration_dir, ruleset)
+    )
 
     cache = ReadCache(settings.database_url)
 
@@ -103,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.cache = cache
     app.state.rules = ruleset
+    app.state.risk = risk
     problems.install(app)
     # Ratings first: routes are matched in order, and a rating lookup is the most frequent call.
     for module in (ratings, health, institutions, findings, imports, evaluate, rules, deliveries):

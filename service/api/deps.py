@@ -23,6 +23,7 @@ from service.api.keys import Principal, Role
 from service.api.schemas import NO_NUL
 from service.core.database import reading
 from service.core.settings import Settings
+from service.ratings.risk import RiskModel
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -51,7 +52,13 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_risk(request: Request) -> RiskModel | None:
+    risk: RiskModel | None = request.app.state.risk
+    return risk
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+RiskDep = Annotated[RiskModel | None, Depends(get_risk)]
 RulesDep = Annotated[RuleSet, Depends(get_rules)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 

@@ -20,6 +20,7 @@ from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
 from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun, GradeChange
+from service.ratings.risk import Risk
 from service.ratings.snapshots import Snapshot
 
 
@@ -85,6 +86,7 @@ def _plain_data(value: dict[str, Any]) -> dict[str, Any]:
 
 
 JSON_COLUMNS = ("vetoes", "points")
+RISK_FIELDS = ("risk", "risk_lower", "risk_upper")
 """Columns of a stored snapshot row that hold JSON text."""
 
 
@@ -226,6 +228,20 @@ class GradeFull(GradePublic):
     licence_no: str
     vetoes: list[str]
     points: dict[str, int]
+    # With a calibrator (CREDIT_CALIBRATION_DIR): the probability of a serious outcome next
+    # year for this score, and its 95% interval; None without one. The grade is unchanged.
+    risk: float | None = None
+    risk_lower: float | None = None
+    risk_upper: float | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], risk: Risk | None = None) -> Self:
+        """From a stored snapshot row, with the risk of its score when there is one."""
+        fields = [f for f in cls.model_fields if f not in RISK_FIELDS]
+        values = {f: json.loads(row[f]) if f in JSON_COLUMNS else row[f] for f in fields}
+        if risk is not None:
+            values |= {"risk": risk.risk, "risk_lower": risk.lower, "risk_upper": risk.upper}
+        return cls.model_validate(values)
 
 
 class RatingPublic(Strict):

@@ -43,6 +43,7 @@ from service.core.migrate import upgrade
 from service.core.settings import Settings
 from service.ratings import integrity
 from service.ratings.dry_run import dry_run
+from service.ratings.risk import load_risk
 from service.records import storage
 from service.records.importing import import_files
 from service.sharing import delivery, outbox
@@ -345,6 +346,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API with uvicorn (settings from CREDIT_* environment variables)."""
     settings = _settings()
+    if settings.calibration_dir is not None:  # refused here as `error: …`, not in a traceback
+        load_risk(settings.calibration_dir, load_rules(settings.rules_dir))
     engine = _engine(settings)
     if local:
         if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):

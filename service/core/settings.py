@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # file outside the database where each publication's chain head is recorded.
     signing_key: Path | None = None
     anchor_file: Path | None = None
+    # A directory written by `credit-rating calibrate --out`: ratings then carry their
+    # calibrated risk (checked at start-up against its metadata and the rules in force).
+    calibration_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod

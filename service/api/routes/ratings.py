@@ -3,6 +3,7 @@ public key that signs what is published."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -14,6 +15,7 @@ from service.api.deps import (
     EngineDep,
     Reader,
     Revision,
+    RiskDep,
     RulesDep,
     SettingsDep,
     Supervisor,
@@ -36,11 +38,19 @@ from service.api.schemas import (
 from service.core.database import reading, writing
 from service.core.errors import NotConfigured, NotFound
 from service.ratings import integrity, publishing, snapshots
+from service.ratings.risk import Risk, RiskModel
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
 
 FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
 EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
+
+
+def _risks(risk: RiskModel | None, rows: Sequence[Mapping[str, Any]]) -> list[Risk | None]:
+    """The calibrated risk of each row's score; None for each without a calibrator."""
+    if risk is None:
+        return [None] * len(rows)
+    return list(risk.of([row["score"] for row in rows]))
 
 
 def _visible(
@@ -121,14 +131,16 @@ def publish(
 )
 @cached(query=["revision"])
 def read_rating(
-    year: YearPath, who: Anyone, engine: EngineDep, revision: Revision = None
+    year: YearPath, who: Anyone, engine: EngineDep, risk: RiskDep, revision: Revision = None
 ) -> RatingFull | RatingPublic:
     with reading(engine) as conn:
         snap = _visible(conn, year, revision, who)
         rows = snapshots.rows_of(conn, snap)
     if who is not None and who.role in FULL_VIEW:
+        risks = _risks(risk, rows)
         return RatingFull(
-            snapshot=SnapshotPublic.of(snap), institutions=[GradeFull.of(r) for r in rows]
+            snapshot=SnapshotPublic.of(snap),
+            institutions=[GradeFull.of(r, k) for r, k in zip(rows, risks, strict=True)],
         )
     return RatingPublic(
         snapshot=SnapshotPublic.of(snap), institutions=[GradePublic.of(r) for r in rows]
@@ -154,17 +166,25 @@ def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[Snaps
 )
 @cached(query=["revision"])
 def read_institution_rating(
-    year: YearPath, uscc: USCC, who: Anyone, engine: EngineDep, revision: Revision = None
+    year: YearPath,
+    uscc: USCC,
+    who: Anyone,
+    engine: EngineDep,
+    risk: RiskDep,
+    revision: Revision = None,
 ) -> InstitutionRating:
     with reading(engine) as conn:
         snap = _visible(conn, year, revision, who)
         row = snapshots.row_of(conn, snap, uscc)
+    full = who is not None and who.role in FULL_VIEW
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
         return InstitutionRating(
-            snapshot=SnapshotPublic.of(snap), rating=GradeFull.of(row), explanation=explanation
+            snapshot=SnapshotPublic.of(snap),
+            rating=GradeFull.of(row, _risks(risk, [row])[0]),
+            explanation=explanation,
         )
-    rating = GradeFull.of(row) if who is not None and who.role in FULL_VIEW else GradePublic.of(row)
+    rating = GradeFull.of(row, _risks(risk, [row])[0]) if full else GradePublic.of(row)
     return InstitutionRating(snapshot=SnapshotPublic.of(snap), rating=rating)
 
 
