@@ -126,15 +126,21 @@ def commit_elsewhere(url: str) -> None:
 def test_a_repeated_request_is_answered_from_memory_with_the_same_bytes(
     counting: Counting,
 ) -> None:
-    first = counting.client.get("/v1/kept/甲?q=1")
-    again = counting.client.get("/v1/kept/甲?q=1")
-    assert counting.calls == 1
+    # On PostgreSQL a commit anywhere on the server drops what is kept (another database's, or
+    # an autovacuum's ANALYZE on the shared test server, included), as it must: so the three
+    # requests are tried again, with another query, when such a commit fell between them.
+    for q in range(1, 4):
+        before = counting.calls
+        first = counting.client.get(f"/v1/kept/甲?q={q}")
+        again = counting.client.get(f"/v1/kept/甲?q={q}")
+        third = counting.client.get(f"/v1/kept/甲?q={q}")  # kept is not what was changed outside
+        if counting.calls == before + 1:
+            break
+    assert counting.calls == before + 1
     assert again.content == first.content
     assert again.headers == first.headers
-    assert again.json() == {"name": "甲", "key": None, "call": 1}
-    third = counting.client.get("/v1/kept/甲?q=1")  # what is kept is not what was changed outside
+    assert again.json() == {"name": "甲", "key": None, "call": before + 1}
     assert third.headers.get_list("x-added") == ["1"]
-    assert counting.calls == 1
 
 
 def test_path_query_and_key_each_make_another_request(counting: Counting) -> None:
