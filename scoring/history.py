@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from scoring.engine import counted, rate
+from scoring.inputs import FINDING_STATUSES
 from scoring.rules import Mode, RuleSet, RulesInForce
 from scoring.shipped import load_rules
 from scoring.synthetic import (
@@ -397,7 +398,7 @@ def _year_findings(
             "count": count,
             "source": _str(_take(np.array(SOURCES), source)),
             "reference": _str(_references(rng, source, district[who], in_year, year, day, start)),
-            "status": _str(_take(np.array(["active", "revoked"]), revoked)),
+            "status": _str(_take(np.array(FINDING_STATUSES), revoked)),
             "note": _str(_take(np.array(["", REVOKED_NOTE]), revoked)),
         }
     )

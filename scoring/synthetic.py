@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from scoring.inputs import FINDING_SOURCES, INSTITUTION_STATUSES
+from scoring.inputs import FINDING_SOURCES, FINDING_STATUSES, INSTITUTION_STATUSES
 from scoring.rules import Mode, RuleSet, RulesInForce
 from scoring.uscc import ALPHABET, WEIGHTS
 
@@ -350,7 +350,7 @@ def _findings(
             "reference": _str(
                 _references(rng, source, district_of[who], year_of, year, day, start)
             ),
-            "status": _str(_take(np.array(["active", "revoked"]), revoked.astype(np.intp))),
+            "status": _str(_take(np.array(FINDING_STATUSES), revoked.astype(np.intp))),
             "note": _str(_take(np.array(["", REVOKED_NOTE]), revoked.astype(np.intp))),
         }
     )

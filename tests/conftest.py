@@ -190,3 +190,15 @@ def live(
             yield Live(base, url, engine, made)
     finally:
         engine.dispose()
+
+
+def drop_guards(engine: Engine) -> None:
+    """What an intruder with the database owner's rights does first."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            names = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            for name in [n for (n,) in names]:
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+        else:
+            conn.exec_driver_sql("DROP FUNCTION refuse() CASCADE")
+            conn.exec_driver_sql("DROP FUNCTION refuse_if_parent_published() CASCADE")

@@ -31,6 +31,7 @@ from service.core.settings import Settings
 from service.core.tables import snapshot_rows
 from service.core.tables import snapshots as snapshot_table
 from service.ratings import integrity, publishing, snapshots
+from tests.conftest import drop_guards
 
 RULES = load_rules()
 IMMUTABLE = "published snapshots are immutable"
@@ -89,18 +90,6 @@ def sql(engine: Engine, statement: str) -> None:
     """One raw statement in a transaction of its own, as someone at a database prompt."""
     with engine.begin() as conn:
         conn.exec_driver_sql(statement)
-
-
-def drop_guards(engine: Engine) -> None:
-    """What an intruder with the database owner's rights does first."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            names = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            for name in [n for (n,) in names]:
-                conn.exec_driver_sql(f"DROP TRIGGER {name}")
-        else:
-            conn.exec_driver_sql("DROP FUNCTION refuse() CASCADE")
-            conn.exec_driver_sql("DROP FUNCTION refuse_if_parent_published() CASCADE")
 
 
 def rechain_from(engine: Engine, seq: int) -> None:

@@ -42,6 +42,7 @@ from service.core.tables import snapshots as snapshot_table
 from service.ratings import integrity, publishing, snapshots
 from service.records import storage
 from service.records.importing import import_files
+from tests.conftest import drop_guards
 from tests.servers import ROOT, create_database
 
 RULES: RuleSet = load_rules()
@@ -85,18 +86,6 @@ def sql(engine: Engine, statement: str) -> None:
 def refused(engine: Engine, statement: str, message: str) -> None:
     with pytest.raises(DBAPIError, match=message):
         sql(engine, statement)
-
-
-def drop_guards(engine: Engine) -> None:
-    """What an intruder with the database owner's rights does first."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            names = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            for name in [n for (n,) in names]:
-                conn.exec_driver_sql(f"DROP TRIGGER {name}")
-        else:
-            conn.exec_driver_sql("DROP FUNCTION refuse() CASCADE")
-            conn.exec_driver_sql("DROP FUNCTION refuse_if_parent_published() CASCADE")
 
 
 def count(engine: Engine, table: Any) -> int:
