@@ -198,9 +198,18 @@ class RuleSet:
         known = ", ".join(s.code for s in self.scales)
         raise RulesError("scales.yaml", wanted, f"no such scale (known: {known})")
 
-    def in_force(self, year: int, scale: str | None = None) -> RulesInForce:
-        """The values that rate `year`: those in force on its last day (31 December)."""
-        as_of = date(year, 12, 31)
+    @property
+    def last_change_on(self) -> date:
+        """The day the newest version of the measure takes effect (a candidate's proposal)."""
+        return max([self.info.issued_on, *(c.in_force_from for c in self.info.changes)])
+
+    def in_force(
+        self, year: int, scale: str | None = None, *, as_of: date | None = None
+    ) -> RulesInForce:
+        """The values that rate `year`: those in force on its last day (31 December), or on
+        `as_of` to try a dated amendment (a candidate rule set) on a year's findings before
+        it takes effect."""
+        as_of = as_of or date(year, 12, 31)
         chosen = self.scale(scale)
         bands = value_on(chosen.bands, as_of)
         indicators = []
@@ -214,7 +223,8 @@ class RuleSet:
             raise RulesError(
                 "ruleset.yaml",
                 self.info.version,
-                f"no rules were in force in {year} (the measure applies from "
+                f"no rules were in force {f'on {as_of}' if as_of.year != year else f'in {year}'}"
+                f" (the measure applies from "
                 f"{self.info.issued_on.isoformat()})",
             )
         vetoes = tuple(v for v in self.vetoes if v.in_force_from <= as_of)

@@ -9,15 +9,12 @@ stdout, so a script that pipes the output never mistakes half a result for a who
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 import uvicorn
-from pydantic import ValidationError
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from typer.models import CommandFunctionType
 
@@ -25,7 +22,6 @@ from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
 from scoring.input_files import read_inputs
-from scoring.rules import MAX_YEAR
 from scoring.shipped import (
     RULES_DIR,
     SAMPLE_FINDINGS,
@@ -35,12 +31,11 @@ from scoring.shipped import (
 from service.api import keys
 from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
-from service.cli import render
+from service.cli import context, render
 from service.cli.calibrate import calibrate as calibrate_command
-from service.core.database import make_engine, reading, writing
+from service.cli.options import Findings, Format, Institutions, Rules, Scale, Year
+from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
-from service.core.migrate import upgrade
-from service.core.settings import Settings
 from service.ratings import integrity
 from service.ratings.dry_run import dry_run
 from service.ratings.risk import load_risk
@@ -96,36 +91,6 @@ app = _Commands(
 )
 
 
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-# Years before the measure are refused by the rules themselves, which say when it began.
-Year = Annotated[int, typer.Option(min=1, max=MAX_YEAR, help="Rating year (calendar year).")]
-Institutions = Annotated[
-    Path,
-    typer.Option(help="Institutions file (.csv, .json, .xlsx, .parquet).", show_default=False),
-]
-Findings = Annotated[
-    Path, typer.Option(help="Findings file (.csv, .json, .xlsx, .parquet).", show_default=False)
-]
-Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False)]
-
-
-# Checked by the rules in use (`RuleSet.in_force` names the scales they define), so a rules
-# directory of one's own may define others.
-Scale = Annotated[
-    str | None,
-    typer.Option(
-        metavar="SCALE",
-        help="Grade scale of the rules: four (the default) or five in the shipped measure.",
-        show_default=False,
-    ),
-]
-
-
 @app.command()
 def rate(
     year: Year,
@@ -173,36 +138,15 @@ def explain(
         print(explanation.model_dump_json(indent=2))
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        # Each variable and what is wrong with it, never its value: the database URL holds a
-        # password, the platform a secret.
-        problems = []
-        for e in exc.errors(include_input=False, include_url=False, include_context=False):
-            name = "CREDIT_" + "_".join(str(part) for part in e["loc"]).upper()
-            message = e["msg"].removeprefix("Value error, ")
-            problems.append(f"  {message if message.startswith(name) else f'{name}: {message}'}")
-        raise NotConfigured(
-            "invalid configuration (CREDIT_* environment variables):\n" + "\n".join(problems)
-        ) from None
-
-
-def _engine(settings: Settings) -> Engine:
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine
-
-
 @app.command("import")
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Institution and/or finding files.")],
     by: Annotated[str, typer.Option(help="Who records this import.")] = "cli",
 ) -> None:
     """Import institution and finding files into the database, all or nothing."""
-    settings = _settings()
-    summary = import_files(_engine(settings), paths, rules=load_rules(settings.rules_dir), by=by)
+    settings = context.settings()
+    engine = context.engine(settings)
+    summary = import_files(engine, paths, rules=load_rules(settings.rules_dir), by=by)
     print(
         f"institutions: {summary.institutions_added} added, {summary.institutions_updated} "
         f"updated; findings: {summary.findings_added} added, "
@@ -231,11 +175,11 @@ def verify(
     """Check every snapshot: content hashes, the hash chain, each signature (with the key of
     CREDIT_SIGNING_KEY and any --public-key) and the chain head recorded in CREDIT_ANCHOR_FILE;
     exit 1 naming any altered or missing snapshot."""
-    settings = _settings()
+    settings = context.settings()
     keys_given = [integrity.load_public_key(path) for path in public_key or []]
     if settings.signing_key is not None:
         keys_given.append(integrity.load_signing_key(settings.signing_key).public_key())
-    engine = _engine(settings)
+    engine = context.engine(settings)
     with reading(engine) as conn:
         found = integrity.check(conn, public_keys=keys_given, anchor_file=settings.anchor_file)
     notes = "".join(f"\nnote: {note}" for note in found.notes)
@@ -269,9 +213,9 @@ def evaluate(
 ) -> None:
     """Dry run: rate YEAR from the stored records under RULES and compare each grade with the
     published one. Nothing is stored."""
-    settings = _settings()
+    settings = context.settings()
     force = load_rules(rules or settings.rules_dir).in_force(year, scale or settings.scale)
-    with reading(_engine(settings)) as conn:
+    with reading(context.engine(settings)) as conn:
         result = dry_run(conn, force=force)
     if format is Format.table:
         render.console().print(render.dry_run_table(result))
@@ -298,7 +242,7 @@ def keys_signing(
 ) -> None:
     """Create the Ed25519 key that signs published snapshots (a file of mode 0600, never
     overwritten; it is never stored in the database) and print its public key."""
-    target = path or _settings().signing_key
+    target = path or context.settings().signing_key
     if target is None:
         raise NotConfigured("give --path, or set CREDIT_SIGNING_KEY to where the key goes")
     public = integrity.create_signing_key(target).public_key()
@@ -313,14 +257,14 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Who or what holds the key.")],
 ) -> None:
     """Create a key and print it; only its hash is stored, so it cannot be shown again."""
-    with writing(_engine(_settings())) as conn:
+    with writing(context.engine(context.settings())) as conn:
         print(keys.create(conn, role=role, name=name))
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (id, name, role, prefix, created, revoked), never the keys themselves."""
-    with reading(_engine(_settings())) as conn:
+    with reading(context.engine(context.settings())) as conn:
         for k in keys.listing(conn):
             revoked = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "active"
             print(f"{k['id']}\t{k['name']}\t{k['role']}\t{k['prefix']}…\t{revoked}")
@@ -331,7 +275,7 @@ def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
 ) -> None:
     """Revoke a key: it stops working at once."""
-    with writing(_engine(_settings())) as conn:
+    with writing(context.engine(context.settings())) as conn:
         if not keys.revoke(conn, key_id=key_id):
             raise NotFound(f"no active key with id {key_id}")
     print(f"key {key_id} revoked")
@@ -345,10 +289,10 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API with uvicorn (settings from CREDIT_* environment variables)."""
-    settings = _settings()
+    settings = context.settings()
     if settings.calibration_dir is not None:  # refused here as `error: …`, not in a traceback
         load_risk(settings.calibration_dir, load_rules(settings.rules_dir))
-    engine = _engine(settings)
+    engine = context.engine(settings)
     if local:
         if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):
             raise InvalidInput("--local is only for the embedded SQLite database on loopback")
@@ -390,8 +334,8 @@ def share(
     ] = None,
 ) -> None:
     """Deliver pending batches to the city platform; exit 0 only when all are delivered."""
-    settings = _settings()
-    engine = _engine(settings)
+    settings = context.settings()
+    engine = context.engine(settings)
     if retry is not None:
         with writing(engine) as conn:
             outbox.requeue(conn, batch=retry)

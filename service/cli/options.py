@@ -1,0 +1,41 @@
+"""The options several commands share, declared once so that they read and check alike."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scoring.rules import MAX_YEAR
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+# Years before the measure are refused by the rules themselves, which say when it began.
+Year = Annotated[int, typer.Option(min=1, max=MAX_YEAR, help="Rating year (calendar year).")]
+Institutions = Annotated[
+    Path,
+    typer.Option(help="Institutions file (.csv, .json, .xlsx, .parquet).", show_default=False),
+]
+Findings = Annotated[
+    Path, typer.Option(help="Findings file (.csv, .json, .xlsx, .parquet).", show_default=False)
+]
+Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False)]
+
+
+# Checked by the rules in use (`RuleSet.in_force` names the scales they define), so a rules
+# directory of one's own may define others.
+Scale = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SCALE",
+        help="Grade scale of the rules: four (the default) or five in the shipped measure.",
+        show_default=False,
+    ),
+]
