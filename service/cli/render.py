@@ -22,6 +22,7 @@ from rich.text import Text
 from scoring.explain import Explanation
 from scoring.rules import RulesInForce, Unit
 from service.ratings.dry_run import DryRun
+from service.ratings.exports import csv_text
 
 GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "E": "bold red"}
 
@@ -57,60 +58,11 @@ def as_json(rating: pd.DataFrame, force: RulesInForce) -> str:
 
 
 def as_csv(rating: pd.DataFrame) -> str:
-    """CSV with one column per indicator; vetoes joined by ';'."""
+    """CSV with one column per indicator; vetoes joined by ';'. Made safe for a spreadsheet
+    (formulas neutralised) in `service.ratings.exports`, like every table the project writes."""
     out = ranked(rating).copy()
     out["vetoes"] = out["vetoes"].map(";".join)
     return csv_text(out)
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
-
-
-def csv_text(frame: pd.DataFrame) -> str:
-    """`frame` as CSV, safe to open in a spreadsheet: every CSV the project writes goes through
-    here. A text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
-    leading `'` (OWASP's advice), so Excel or LibreOffice shows it as text instead of running
-    it (`=HYPERLINK(…)` in an institution's name); numbers stay numbers, and other text,
-    Chinese included, is written as it is."""
-    out = frame.copy()
-    for column in out.columns:
-        out[column] = _neutralised(out[column])
-    out.columns = [spreadsheet_text(str(c)) for c in out.columns]
-    # Written with CRLF, then each record ended with LF: Python's csv (3.11) quotes a field that
-    # holds a carriage return only when the line terminator has one, and an unquoted CR would
-    # start a new record in a spreadsheet, its first cell a formula again.
-    crlf = out.to_csv(index=False, lineterminator="\r\n")
-    return _lf_records(crlf)
-
-
-def _lf_records(crlf: str) -> str:
-    """CSV text whose records end with CRLF, with each record ending with LF instead (a CRLF
-    within a quoted field, where the quotes so far are odd, is kept)."""
-    records: list[str] = []
-    record: list[str] = []
-    quotes = 0
-    for piece in crlf.split("\r\n"):
-        record.append(piece)
-        quotes += piece.count('"')
-        if quotes % 2 == 0:
-            records.append("\r\n".join(record))
-            record, quotes = [], 0
-    return "\n".join(records + record)
-
-
-def spreadsheet_text(cell: str) -> str:
-    """One text cell, as `csv_text` writes it."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
-
-
-def _neutralised(column: pd.Series) -> pd.Series:
-    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
-        formula = column.str.startswith(FORMULA_STARTS).fillna(False).astype(bool)
-        return column.where(~formula, "'" + column)
-    if column.dtype == object:
-        return column.map(lambda cell: spreadsheet_text(cell) if isinstance(cell, str) else cell)
-    return column  # numbers, booleans and dates are never formulas
 
 
 def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
