@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from scoring.explain import Explanation
 from service.api.caches.responses import cached
@@ -37,7 +37,7 @@ from service.api.schemas import (
 )
 from service.core.database import reading, writing
 from service.core.errors import NotConfigured, NotFound
-from service.ratings import integrity, publishing, snapshots
+from service.ratings import exports, integrity, publishing, snapshots
 from service.ratings.risk import Risk, RiskModel
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
@@ -156,6 +156,41 @@ def read_rating(
 def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[SnapshotPublic]:
     with reading(engine) as conn:
         return [SnapshotPublic.of(s) for s in snapshots.revisions(conn, year=year)]
+
+
+# Declared before `/ratings/{year}/{uscc}`, which would otherwise take `export.xlsx` for a code.
+@router.get(
+    "/ratings/{year}/export.xlsx",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The workbook: summary, points per indicator, findings that cost "
+            "points (see docs/exports.md)",
+            "content": {exports.XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **responses(401, 403, 404, 422),
+    },
+    summary="The year's published result (or ?revision=N) as an Excel workbook",
+)
+def export_xlsx(
+    year: YearPath, who: Reader, engine: EngineDep, rules: RulesDep, revision: Revision = None
+) -> Response:
+    """For supervisors and analysts: sheets 概况 (grade counts, rules' version and hash,
+    publication), 指标得分 (one row per institution, a column per indicator headed by its annex
+    number and title) and 扣分记录 (each finding that cost points). A text cell that a
+    spreadsheet would run as a formula is written with a leading `'`."""
+    with reading(engine) as conn:
+        made = exports.snapshot_export(conn, year=year, revision=revision, rules=rules)
+    return Response(
+        made.xlsx(),
+        media_type=exports.XLSX_TYPE,
+        headers={
+            "Content-Disposition": exports.attachment(
+                made.filename("xlsx"), made.ascii_filename("xlsx")
+            ),
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 @router.get(
