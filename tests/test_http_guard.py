@@ -170,7 +170,7 @@ def test_every_answer_carries_the_security_headers(live: Live, http: httpx.Clien
     assert "cache-control" not in answers[-1].headers  # left to the routes
     docs = http.get("/docs")
     assert docs.status_code == 200 and docs.headers["x-frame-options"] == "DENY"
-    assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"  # its scripts load
+    assert "default-src 'self'" in docs.headers["content-security-policy"]  # its own scripts
 
 
 def test_a_redirect_does_not_echo_the_host_and_a_405_says_what_is_allowed(

@@ -21,11 +21,13 @@ from service.api.caches.responses import ResponseCache
 from service.api.guard import Guard
 from service.api.routes import (
     deliveries,
+    docs,
     evaluate,
     findings,
     health,
     imports,
     institutions,
+    public,
     ratings,
     rules,
 )
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=problems.responses(400, 401, 408, 413, 422, 429),
+        docs_url=None,  # served by routes.docs, from this service's own files (no CDN)
+        redoc_url=None,
     )
     # Metrics outermost, so answers from the response cache are counted and timed too; the
     # guard around the cache, so that they are rate-limited and get the security headers.
@@ -113,5 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Ratings first: routes are matched in order, and a rating lookup is the most frequent call.
     for module in (ratings, health, institutions, findings, imports, evaluate, rules, deliveries):
         app.include_router(module.router)
+    app.include_router(public.router)  # the public page (公示), outside the API's schema
+    docs.install(app)
 
     return app

@@ -20,9 +20,10 @@ response cache, so that answers from memory are limited and carry the headers to
    leaving the thread running would free nothing. Bounding the work itself is the databases'
    part (a statement timeout).
 
-Every answer gets the security headers (`HEADERS`; the documentation pages a looser policy, so
-that they can load their scripts), and a redirect's `Location` loses any scheme and host: it
-would otherwise echo the request's `Host` header.
+Every answer gets the security headers (`HEADERS`; the documentation pages and the public page
+a looser policy, so that they can load their scripts and stylesheets from this service), and a
+redirect's `Location` loses any scheme and host: it would otherwise echo the request's `Host`
+header.
 
 A client's address is the one uvicorn gives: the connection's, or `X-Forwarded-For` when the
 connection comes from an address in `FORWARDED_ALLOW_IPS` (uvicorn's default: 127.0.0.1, a
@@ -63,9 +64,24 @@ HEADERS: list[tuple[bytes, bytes]] = [
 DOCS = ("/docs", "/redoc")
 DOCS_HEADERS: list[tuple[bytes, bytes]] = [
     *HEADERS[:3],
-    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+        b"'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'",
+    ),
 ]
-"""The documentation pages load scripts and styles from a CDN and run inline ones."""
+"""The documentation pages run inline scripts and styles, and load the rest from this service
+only (service.api.routes.docs): a page that reached for a CDN would be refused."""
+PUBLIC = "/public"
+PUBLIC_HEADERS: list[tuple[bytes, bytes]] = [
+    *HEADERS[:3],
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        b"base-uri 'none'; frame-ancestors 'none'",
+    ),
+]
+"""The public page (公示): its own stylesheet and GET form, no script at all."""
 
 MAX_CLIENTS = 1_000_000
 """Client addresses counted in one window; past it, new ones are counted together as one."""
@@ -152,7 +168,14 @@ class Guard:
             elif name == b"content-type":
                 multipart = value[: len(MULTIPART)].lower() == MULTIPART
         client = client_of(scope)
-        extra = DOCS_HEADERS if scope["path"].startswith(DOCS) else HEADERS
+        path: str = scope["path"]
+        extra = (
+            DOCS_HEADERS
+            if path.startswith(DOCS)
+            else PUBLIC_HEADERS
+            if path.startswith(PUBLIC)
+            else HEADERS
+        )
         failed = self.failed
 
         started = False
