@@ -134,28 +134,58 @@ FINDING_COLUMNS = Columns(
     ),
 )
 
-# Chinese headers a supervisor may type; used only to suggest the contract's name.
-_CHINESE_HINTS = {
-    "统一社会信用代码": "uscc",
-    "信用代码": "uscc",
-    "机构名称": "name",
-    "名称": "name",
-    "区划代码": "district_code",
-    "行政区划代码": "district_code",
-    "办学许可证编号": "licence_no",
-    "办学许可证号": "licence_no",
-    "地址": "address",
-    "状态": "status",
-    "指标": "indicator",
-    "日期": "occurred_on",
-    "发生日期": "occurred_on",
-    "次数": "count",
-    "数量": "count",
-    "来源": "source",
-    "文号": "reference",
-    "编号": "finding_id",
-    "备注": "note",
+CHINESE_NAMES: Mapping[str, str] = {
+    "uscc": "统一社会信用代码",
+    "name": "机构名称",
+    "district_code": "区划代码",
+    "licence_no": "办学许可证号",
+    "address": "地址",
+    "status": "状态",
+    "indicator": "指标",
+    "occurred_on": "发生日期",
+    "count": "次数",
+    "source": "来源",
+    "reference": "文号",
+    "finding_id": "编号",
+    "note": "备注",
+    "task_id": "任务编号",
+    "inspected_on": "检查日期",
+    "result": "检查结果",
 }
+"""The Chinese name of every field of every input table (docs/inputs.md): a header row may
+use these instead of the English names, one language per header row."""
+
+ENGLISH_NAMES: Mapping[str, str] = {chinese: name for name, chinese in CHINESE_NAMES.items()}
+
+# Near misses a supervisor may type; used only to suggest the right name, never accepted.
+_HEADER_HINTS = {
+    "信用代码": "uscc",
+    "社会信用代码": "uscc",
+    "名称": "name",
+    "机构": "name",
+    "行政区划代码": "district_code",
+    "区划": "district_code",
+    "办学许可证编号": "licence_no",
+    "许可证号": "licence_no",
+    "日期": "occurred_on",
+    "数量": "count",
+    "序号": "finding_id",
+}
+
+CHINESE_VALUES: Mapping[str, Mapping[str, str]] = {
+    "institution_status": {"正常": "operating", "暂停": "suspended", "注销": "closed"},
+    "finding_status": {"有效": "active", "撤销": "revoked"},
+    "source": {
+        "检查": "inspection",
+        "投诉": "complaint",
+        "处罚": "penalty",
+        "自查": "self_report",
+        "平台": "platform",
+        "其他": "other",
+    },
+}
+"""Chinese words accepted for the coded values of `status` and `source`, normalised to the
+English code (the code is what is stored and shown)."""
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WHOLE = r"[0-9]{1,9}"
 
@@ -217,7 +247,7 @@ def validate(
     if institutions_raw is not None:
         institutions, found = validate_institutions(institutions_raw, file=institutions_file)
         groups.append(found)
-        if "uscc" in _header(institutions_raw):
+        if "uscc" in map(_contract_name, _header(institutions_raw)):
             known = institutions["uscc"]
     if findings_raw is not None:
         findings, found = validate_findings(
@@ -253,7 +283,7 @@ def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame
         "district_code": districts,
         "licence_no": table.free_text("licence_no"),
         "address": table.free_text("address"),
-        "status": _enum(table, "status", INSTITUTION_STATUSES),
+        "status": _enum(table, "status", INSTITUTION_STATUSES, "institution_status"),
     }
     _warn_about_codes(table, codes, districts)
     return pd.DataFrame(columns), table.problems()
@@ -281,9 +311,9 @@ def validate_findings(
         "indicator": _indicators(table, rules),
         "occurred_on": _dates(table),
         "count": _counts(table),
-        "source": _enum(table, "source", FINDING_SOURCES),
+        "source": _enum(table, "source", FINDING_SOURCES, "source"),
         "reference": table.free_text("reference"),
-        "status": _enum(table, "status", FINDING_STATUSES),
+        "status": _enum(table, "status", FINDING_STATUSES, "finding_status"),
         "note": table.free_text("note"),
     }
     return pd.DataFrame(columns), table.problems()
@@ -309,25 +339,67 @@ class _Table:
         self._warning_total = 0
         # Per column checked by `check`: the rows it refused (bad, or empty when required).
         self.refused: dict[str, BoolArray] = {}
+        # Contract name -> the column as the file names it; the file's language (Chinese when
+        # most known names in its header are Chinese) names the columns it lacks.
+        self.shown: dict[str, str] = {}
+        self.chinese = False
         self.raw = self._check_header(raw.reset_index(drop=True))
 
     def _check_header(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """The raw columns under their contract names, in contract order; header problems noted.
+
+        Each name may be English or Chinese (`CHINESE_NAMES`), one language per header row:
+        a row mixing them is one problem naming the columns of each language (and the pairs
+        that name one field twice). Problems name columns as the file writes them.
+        """
         if raw.shape == (0, 0):  # no rows and so no header (an empty JSON list): nothing to check
             return raw
-        names = _header(raw)
-        raw = raw.set_axis(names, axis=1)
+        written = _header(raw)
         known = set(self.spec.order)
+        names = [_contract_name(n) if _contract_name(n) in known else n for n in written]
+        english = [w for w, n in zip(written, names, strict=True) if n in known and w == n]
+        chinese = [w for w, n in zip(written, names, strict=True) if n in known and w != n]
+        self.chinese = len(chinese) > len(english)
+        for name, as_written in zip(names, written, strict=True):
+            self.shown.setdefault(name, as_written)
+        if english and chinese:
+            self.whole_file(None, _mixed_header(english, chinese))
         counts = Counter(names)  # not names.count per name: quadratic in a wide header
+        spellings: dict[str, set[str]] = {}
+        for name, as_written in zip(names, written, strict=True):
+            spellings.setdefault(name, set()).add(as_written)
         for name in counts:
             if counts[name] > 1:
-                self.whole_file(name, "each column once (this header appears twice)")
+                if len(spellings[name]) == 1:  # two languages: reported as a mixed header
+                    self.whole_file(self.show(name), "each column once (this header appears twice)")
             elif name not in known:
-                self.whole_file(name, _unknown_column(name, self.spec.order))
+                self.whole_file(name, self._unknown_column(name))
         for name in self.spec.required:
             if name not in counts:
-                self.whole_file(name, "this required column (it is missing from the header)")
-        keep = [n for n in self.spec.order if counts[n] == 1]
-        return raw[keep]
+                self.whole_file(
+                    self.show(name), "this required column (it is missing from the header)"
+                )
+        keep = [n for n in self.spec.order if counts[n] == 1 or len(spellings.get(n, ())) > 1]
+        positions = [names.index(n) for n in keep]  # a field written in both languages: the first
+        return raw.iloc[:, positions].set_axis(keep, axis=1)
+
+    def show(self, name: str) -> str:
+        """A contract column as this file names it (in the file's language when absent)."""
+        if name in self.shown:
+            return self.shown[name]
+        return CHINESE_NAMES.get(name, name) if self.chinese else name
+
+    def _unknown_column(self, name: str) -> str:
+        listed = ", ".join(self.show(n) for n in self.spec.order)
+        if not name:
+            return f"a name in the header row for this column (known columns: {listed})"
+        shown = [self.show(n) for n in self.spec.order]
+        hint = _HEADER_HINTS.get(name)
+        guess = self.show(hint) if hint in self.spec.order else _closest(name, shown)
+        if guess is None and not self.chinese:
+            guess = _closest(name, self.spec.order)
+        said = f"did you mean {guess!r}? " if guess else ""
+        return f"no such column ({said}known columns: {listed})"
 
     # Problems ------------------------------------------------------------------------------
 
@@ -342,7 +414,7 @@ class _Table:
         for pos in positions[:MAX_PROBLEMS]:
             value = _display(values.iloc[pos])
             self._found.append(
-                Problem(self.file, int(self.rows[pos]), column, value, expected(value))
+                Problem(self.file, int(self.rows[pos]), self.show(column), value, expected(value))
             )
 
     def warn(
@@ -353,11 +425,12 @@ class _Table:
         The caller builds messages for at most MAX_PROBLEMS rows; `total` counts them all.
         """
         positions = list(found)
-        shown = values.iloc[positions].tolist()
-        for pos, value in zip(positions, shown, strict=True):
+        cells = values.iloc[positions].tolist()
+        named = self.show(column)
+        for pos, value in zip(positions, cells, strict=True):
             row = int(self.rows[pos])
             text = _display(value)
-            self._warnings += [Problem(self.file, row, column, text, m) for m in found[pos]]
+            self._warnings += [Problem(self.file, row, named, text, m) for m in found[pos]]
         self._warning_total += total
 
     def problems(self) -> Checked:
@@ -365,7 +438,7 @@ class _Table:
 
         The warnings come along in row order, capped and counted the same way.
         """
-        place = {name: i for i, name in enumerate(self.spec.order)}
+        place = {self.show(name): i for i, name in enumerate(self.spec.order)}
         ordered = sorted(
             self._found,
             key=lambda p: (p.row is not None, p.row or 0, place.get(p.column or "", -1)),
@@ -408,7 +481,7 @@ class _Table:
             ok |= fixed
             empty |= blank
         if name in self.spec.required:
-            self.report(empty, name, raw, _required(name))
+            self.report(empty, name, raw, _required(self.show(name)))
         else:
             text = _fill(text, empty, self.default(name))
         bad = ~ok & ~empty
@@ -422,7 +495,7 @@ class _Table:
         A NUL character is invisible in every viewer and PostgreSQL cannot store it.
         """
         if name in self.spec.required:
-            text = self.check(name, _filled, _required(name))
+            text = self.check(name, _filled, _required(self.show(name)))
         else:
             raw = self.column(name)
             text = self.constant(self.default(name)) if raw is None else _as_text(raw)
@@ -530,26 +603,63 @@ def _finding_codes(
     return table.check("uscc", lambda column: listed(column, codes), expected)
 
 
-def _indicators(table: _Table, rules: RuleSet) -> pd.Series:
-    codes = [i.code for i in rules.indicators] + [v.code for v in rules.vetoes]
-    hints = {str(i.number): i.code for i in rules.indicators}
-    hints |= {i.title: i.code for i in rules.indicators} | {v.title: v.code for v in rules.vetoes}
+def _enum(table: _Table, name: str, choices: tuple[str, ...], kind: str) -> pd.Series:
+    """A coded column: one of `choices`, or its Chinese word (`CHINESE_VALUES[kind]`)."""
+    words = CHINESE_VALUES[kind]
 
     def expected(value: str) -> str:
-        text = f"an indicator or veto code of rules {rules.version}"
-        guess = hints.get(value.strip()) or _closest(value, codes)
-        return f"{text}; did you mean {guess!r}?" if guess else f"{text} (listed in rules/)"
-
-    return table.check("indicator", _one_of(codes), expected)
-
-
-def _enum(table: _Table, name: str, choices: tuple[str, ...]) -> pd.Series:
-    def expected(value: str) -> str:
-        text = f"one of {', '.join(choices)} (empty means {table.default(name)})"
-        guess = _closest(value, choices)
+        text = (
+            f"one of {', '.join(choices)} (or {'、'.join(words)}; "
+            f"empty means {table.default(name)})"
+        )
+        guess = words.get(value.strip()) or _closest(value, choices)
         return f"{text}; did you mean {guess!r}?" if guess else text
 
-    return table.check(name, _one_of(choices), expected)
+    return _replace(table.check(name, _one_of([*choices, *words]), expected), words)
+
+
+def _indicators(table: _Table, rules: RuleSet) -> pd.Series:
+    """`indicator` as a code: given by its code, its annex number (`12` or `第12项`) or its
+    exact Chinese title (an indicator's or a veto's)."""
+    codes = [i.code for i in rules.indicators] + [v.code for v in rules.vetoes]
+    names = indicator_names(rules)
+
+    def expected(value: str) -> str:
+        text = (
+            f"an indicator or veto of rules {rules.version}: its code, its annex number "
+            "(12 or 第12项) or its exact Chinese title"
+        )
+        guess = _closest(value, codes) or _closest(value, list(names), cutoff=0.8)
+        guess = names.get(guess or "", guess)
+        return f"{text}; did you mean {guess!r}?" if guess else f"{text} (listed in rules/)"
+
+    return _replace(table.check("indicator", _one_of([*codes, *names]), expected), names)
+
+
+def indicator_names(rules: RuleSet) -> dict[str, str]:
+    """Other names of indicators and vetoes -> their code: annex numbers written `12` and
+    `第12项`, and exact Chinese titles (a title two rules share names neither)."""
+    names = {str(i.number): i.code for i in rules.indicators}
+    names |= {f"第{i.number}项": i.code for i in rules.indicators}
+    titled = [(i.title, i.code) for i in rules.indicators] + [
+        (v.title, v.code) for v in rules.vetoes
+    ]
+    titles = Counter(title for title, _ in titled)
+    names |= {title: code for title, code in titled if titles[title] == 1}
+    codes = {i.code for i in rules.indicators} | {v.code for v in rules.vetoes}
+    return {name: code for name, code in names.items() if name not in codes}
+
+
+def _replace(text: pd.Series, words: Mapping[str, str]) -> pd.Series:
+    """`text` with each cell that is a key of `words` replaced by its value, by distinct value
+    (Arrow dictionary encoding: no Python per row)."""
+    if not words or not _mask(text.isin(list(words))).any():
+        return text
+    array = pa.array(text, type=pa.large_string(), from_pandas=True)
+    encoded = pc.dictionary_encode(array)
+    values = [words.get(v, v) for v in encoded.dictionary.to_pylist()]
+    replaced = pa.array(values, type=pa.large_string()).take(encoded.indices)
+    return pd.Series(pd.array(replaced, dtype="str"))
 
 
 def _finding_ids(table: _Table) -> pd.Series:
@@ -565,7 +675,9 @@ def _finding_ids(table: _Table) -> pd.Series:
     bad = ~empty & ~np.asarray(shaped.fill_null(False), dtype=bool)
     table.report(bad, "finding_id", raw, lambda _: "an id of 1-64 characters without spaces")
     repeated = ~empty & ~bad & _mask(ids.duplicated(keep=False))
-    table.report(repeated, "finding_id", raw, lambda _: "a finding_id used once in the file")
+    table.report(
+        repeated, "finding_id", raw, lambda _: f"a {table.show('finding_id')} used once in the file"
+    )
     if empty.any():
         ids = ids.copy()
         ids[empty] = _row_ids(table.rows[empty]).to_numpy()
@@ -601,7 +713,7 @@ def _dates(table: _Table) -> pd.Series:
     parsed = pd.to_datetime(coded.uniques, format="%Y-%m-%d", errors="coerce")
     iso = _mask(coded.uniques.str.fullmatch(_ISO_DATE.pattern))
     empty = coded.empty()
-    coded.report(table, "occurred_on", empty, _required("occurred_on"))
+    coded.report(table, "occurred_on", empty, _required(table.show("occurred_on")))
     exists = _mask(parsed.notna()) & _mask(parsed.year >= 1)  # numpy has a year 0, ISO not
     coded.report(table, "occurred_on", ~empty & ~(iso & exists), _date_expected)
     days = parsed.to_numpy().astype(DATE_DTYPE)
@@ -611,7 +723,7 @@ def _dates(table: _Table) -> pd.Series:
 def _typed_dates(table: _Table, raw: pd.Series) -> pd.Series:
     if getattr(raw.dt, "tz", None) is not None:
         raw = raw.dt.tz_localize(None)
-    table.report(_mask(raw.isna()), "occurred_on", raw, _required("occurred_on"))
+    table.report(_mask(raw.isna()), "occurred_on", raw, _required(table.show("occurred_on")))
     days = raw.to_numpy().astype("datetime64[D]").astype(DATE_DTYPE)
     return pd.Series(days)
 
@@ -753,15 +865,20 @@ def _date_expected(value: str) -> str:
     return f"a date that exists: {year:04d}-{month:02d} has days 01–{days:02d}, not {day:02d}"
 
 
-def _closest(value: str, choices: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(value.strip().lower(), list(choices), n=1, cutoff=0.6)
+def _closest(value: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    matches = difflib.get_close_matches(value.strip().lower(), list(choices), n=1, cutoff=cutoff)
     return matches[0] if matches else None
 
 
-def _unknown_column(name: str, known: tuple[str, ...]) -> str:
-    listed = ", ".join(known)
-    if not name:
-        return f"a name in the header row for this column (known columns: {listed})"
-    guess = _CHINESE_HINTS.get(name) or _closest(name, known)
-    hint = f"did you mean {guess!r}? " if guess else ""
-    return f"no such column ({hint}known columns: {listed})"
+def _contract_name(name: str) -> str:
+    """The contract (English) name of a column named in either language."""
+    return ENGLISH_NAMES.get(name, name)
+
+
+def _mixed_header(english: list[str], chinese: list[str]) -> str:
+    both = [f"{n} and {c}" for n in english for c in chinese if _contract_name(c) == n]
+    twice = f"; {', '.join(both)} name the same field" if both else ""
+    return (
+        "a header row in one language, all English or all Chinese; this one mixes English "
+        f"({', '.join(english)}) with Chinese ({', '.join(chinese)}){twice}"
+    )

@@ -22,6 +22,7 @@ from scoring import uscc, uscc_columns
 from scoring.errors import InputError, Problem
 from scoring.input_files import read_inputs, read_table
 from scoring.inputs import (
+    CHINESE_NAMES,
     FINDING_COLUMNS,
     INSTITUTION_COLUMNS,
     validate,
@@ -208,9 +209,37 @@ def test_unknown_indicator_suggests_the_closest_code(rules: RuleSet) -> None:
     assert "did you mean 'refunds_per_contract'" in problem.expected
 
 
-def test_indicator_given_by_number_suggests_its_code(rules: RuleSet) -> None:
-    problem = only(check_findings(rules, finding(indicator="12")))
-    assert "'refunds_per_contract'" in problem.expected
+@pytest.mark.parametrize("name", ["12", "第12项", " 第12项 "])
+def test_indicator_may_be_named_by_its_annex_number(rules: RuleSet, name: str) -> None:
+    [number_12] = [i for i in rules.indicators if i.number == 12]
+    frame, problems = validate_findings(
+        findings_raw([finding(indicator=name)]), file="f.csv", rules=rules, known_uscc=[code(1)]
+    )
+    assert not list(problems)
+    assert frame["indicator"].tolist() == [number_12.code]
+
+
+def test_indicator_and_veto_may_be_named_by_their_exact_chinese_title(rules: RuleSet) -> None:
+    indicator, veto = rules.indicators[3], rules.vetoes[0]
+    rows = [finding(indicator=indicator.title), finding(indicator=veto.title), finding()]
+    frame, problems = validate_findings(
+        findings_raw(rows), file="f.csv", rules=rules, known_uscc=[code(1)]
+    )
+    assert not list(problems)
+    assert frame["indicator"].tolist() == [indicator.code, veto.code, "licence_valid"]
+
+
+def test_unknown_indicator_says_every_way_to_name_one(rules: RuleSet) -> None:
+    problem = only(check_findings(rules, finding(indicator="第99项")))
+    assert (problem.column, problem.value) == ("indicator", "第99项")
+    for accepted in ("code", "annex number", "第12项", "Chinese title"):
+        assert accepted in problem.expected
+
+
+def test_a_title_almost_right_suggests_the_code(rules: RuleSet) -> None:
+    title = rules.indicators[3].title
+    problem = only(check_findings(rules, finding(indicator=title[:-1])))
+    assert f"did you mean {rules.indicators[3].code!r}" in problem.expected
 
 
 @pytest.mark.parametrize("count", ["2.5", "0", "-1", "abc", "1e3", "１", "1000001"])
@@ -330,12 +359,16 @@ def test_extra_column_suggests_the_closest_known_name() -> None:
     assert "did you mean 'address'" in problem.expected
 
 
-def test_chinese_header_suggests_the_contract_name() -> None:
-    raw = institutions_raw().rename(columns={"name": "机构名称"})
+def test_a_chinese_near_miss_suggests_the_name_in_the_files_language() -> None:
+    chinese = {n: CHINESE_NAMES[n] for n in INSTITUTION_COLUMNS.order}
+    raw = institutions_raw().rename(columns=chinese).rename(columns={"机构名称": "名称"})
     problems = list(validate_institutions(raw, file="i.csv")[1])
-    extra = next(p for p in problems if p.column == "机构名称")
+    extra = next(p for p in problems if p.column == "名称")
+    assert "did you mean '机构名称'" in extra.expected
+    assert any(p.column == "机构名称" and "missing" in p.expected for p in problems)
+    english = institutions_raw().rename(columns={"name": "名称"})
+    extra = next(p for p in validate_institutions(english, file="i.csv")[1] if p.column == "名称")
     assert "did you mean 'name'" in extra.expected
-    assert any(p.column == "name" and "missing" in p.expected for p in problems)
 
 
 def test_duplicate_header_is_reported() -> None:
@@ -825,3 +858,136 @@ def test_a_nul_character_in_free_text_is_a_problem_not_stored() -> None:
     _, problems = validate_institutions(raw, file="i.csv")
     assert {(p.row, p.column) for p in problems} == {(2, "name"), (2, "licence_no")}
     assert all("NUL" in p.expected for p in problems)
+
+
+# Chinese headers and values --------------------------------------------------------------
+
+
+def in_chinese(text: str) -> str:
+    """A CSV with its header row in Chinese."""
+    header, rest = text.split("\n", 1)
+    return ",".join(CHINESE_NAMES[n] for n in header.split(",")) + "\n" + rest
+
+
+def chinese_header(path: Path) -> Path:
+    """A JSON or .xlsx file rewritten with its column names in Chinese."""
+    if path.suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = [{CHINESE_NAMES[k]: v for k, v in row.items()} for row in rows]
+        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    else:
+        workbook = openpyxl.load_workbook(path)
+        for cell in workbook.active[1]:
+            cell.value = CHINESE_NAMES[str(cell.value)]
+        workbook.save(path)
+    return path
+
+
+def test_every_field_has_one_chinese_name() -> None:
+    fields = {*INSTITUTION_COLUMNS.order, *FINDING_COLUMNS.order}
+    fields |= {"task_id", "inspected_on", "result"}  # the inspections register's
+    assert fields == set(CHINESE_NAMES)
+    assert len(set(CHINESE_NAMES.values())) == len(CHINESE_NAMES)
+
+
+def test_chinese_headers_read_the_same_in_every_format(tmp_path: Path) -> None:
+    expected = normalised(
+        write(tmp_path / "i.csv", INSTITUTIONS_CSV), write(tmp_path / "f.csv", FINDINGS_CSV)
+    )
+    (tmp_path / "zh").mkdir()
+    zh = tmp_path / "zh"
+    from_csv = normalised(
+        write(zh / "i.csv", in_chinese(INSTITUTIONS_CSV), bom=True),
+        write(zh / "f.csv", in_chinese(FINDINGS_CSV)),
+    )
+    from_xlsx = normalised(
+        chinese_header(write_xlsx(zh / "i.xlsx", INSTITUTIONS_CSV)),
+        chinese_header(write_xlsx(zh / "f.xlsx", FINDINGS_CSV)),
+    )
+    from_json = normalised(
+        chinese_header(write_json(zh / "i.json", INSTITUTIONS_CSV)),
+        chinese_header(write_json(zh / "f.json", FINDINGS_CSV)),
+    )
+    for path in (zh / "i.parquet", zh / "f.parquet"):
+        source = zh / path.with_suffix(".csv").name
+        pq.write_table(pa.Table.from_pandas(read_table(source), preserve_index=False), path)
+    from_parquet = normalised(zh / "i.parquet", zh / "f.parquet")
+    for institutions, findings in (from_csv, from_xlsx, from_json, from_parquet):
+        pd.testing.assert_frame_equal(institutions, expected[0])
+        pd.testing.assert_frame_equal(
+            findings.drop(columns="finding_id"), expected[1].drop(columns="finding_id")
+        )
+
+
+def test_problems_name_the_column_as_the_file_writes_it(rules: RuleSet) -> None:
+    chinese = {n: CHINESE_NAMES[n] for n in FINDING_COLUMNS.order}
+    raw = findings_raw([finding(occurred_on="2023-02-30"), finding(occurred_on="")])
+    problems = list(
+        validate_findings(
+            raw.rename(columns=chinese), file="检查结果.xlsx", rules=rules, known_uscc=[code(1)]
+        )[1]
+    )
+    assert [(p.file, p.row, p.column) for p in problems] == [
+        ("检查结果.xlsx", 2, "发生日期"),
+        ("检查结果.xlsx", 3, "发生日期"),
+    ]
+    assert "发生日期 is required" in problems[1].expected
+
+
+def test_a_missing_column_of_a_chinese_file_is_named_in_chinese(rules: RuleSet) -> None:
+    raw = findings_raw().drop(columns="occurred_on")
+    raw = raw.rename(columns={n: CHINESE_NAMES[n] for n in raw.columns})
+    problem = only(
+        list(validate_findings(raw, file="f.csv", rules=rules, known_uscc=[code(1), code(2)])[1])
+    )
+    assert (problem.row, problem.column) == (None, "发生日期")
+    assert "missing" in problem.expected
+
+
+def test_a_mixed_header_row_names_the_columns_that_clash() -> None:
+    raw = institutions_raw().rename(columns={"district_code": "区划代码"})
+    raw["统一社会信用代码"] = raw["uscc"]
+    problem = only(list(validate_institutions(raw, file="i.csv")[1]))
+    assert (problem.file, problem.row, problem.column) == ("i.csv", None, None)
+    assert "one language" in problem.expected
+    assert "English (uscc, name, licence_no)" in problem.expected
+    assert "Chinese (区划代码, 统一社会信用代码)" in problem.expected
+    assert "uscc and 统一社会信用代码 name the same field" in problem.expected
+
+
+def test_a_mixed_header_still_reports_the_cells(rules: RuleSet) -> None:
+    raw = findings_raw([finding(count="0")]).rename(columns={"indicator": "指标", "count": "次数"})
+    problems = list(validate_findings(raw, file="f.csv", rules=rules, known_uscc=[code(1)])[1])
+    assert [(p.row, p.column) for p in problems] == [(None, None), (2, "次数")]
+
+
+def test_a_chinese_name_of_another_table_is_no_such_column() -> None:
+    raw = institutions_raw().rename(columns={n: CHINESE_NAMES[n] for n in ("uscc", "name")})
+    raw["指标"] = "x"
+    problems = list(validate_institutions(raw, file="i.csv")[1])
+    assert any(p.column == "指标" and "no such column" in p.expected for p in problems)
+
+
+def test_coded_values_may_be_written_in_chinese(rules: RuleSet) -> None:
+    rows = [
+        finding(source="投诉", status="撤销"),
+        finding(source="检查", status="有效"),
+        finding(source="penalty", status=""),
+    ]
+    frame, problems = validate_findings(
+        findings_raw(rows), file="f.csv", rules=rules, known_uscc=[code(1)]
+    )
+    assert not list(problems)
+    assert frame["source"].tolist() == ["complaint", "inspection", "penalty"]
+    assert frame["status"].tolist() == ["revoked", "active", "active"]
+    raw = institutions_raw()
+    raw["status"] = ["正常", "暂停", "注销"]
+    institutions, problems = validate_institutions(raw, file="i.csv")
+    assert not list(problems)
+    assert institutions["status"].tolist() == ["operating", "suspended", "closed"]
+
+
+def test_a_wrong_chinese_value_lists_the_chinese_words_too(rules: RuleSet) -> None:
+    problem = only(check_findings(rules, finding(status="作废")))
+    assert "active, revoked" in problem.expected
+    assert "有效、撤销" in problem.expected
