@@ -133,6 +133,9 @@ def calibrate(
     _check_years(chosen)
     _check_missing(findings, ("uscc", "indicator", "occurred_on", "count"), "findings")
     _check_missing(institutions, ("uscc",), "institutions")
+    # In credit-code order: the cross-validation folds follow the rows, and the same records
+    # must give the same report whether they come from files or from the database.
+    institutions = institutions.sort_values("uscc", ignore_index=True)
     open_, open_findings = _open(institutions, findings)
     if len(open_) < MIN_INSTITUTIONS:
         raise CalibrationError(

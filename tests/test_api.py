@@ -377,6 +377,15 @@ def test_evaluate_returns_grade_changes_against_the_published_year_and_stores_no
     stricter = evaluate(rules=candidate)
     assert changed(stricter) == {y: ("A", "B"), z: ("A", "B")}
     assert stricter["rules_hash"] != same["rules_hash"]
+    # The same bands dated 2027 (as a calibration's candidate is): no change to 2026 unless
+    # applied as of that day.
+    dated = rules_documents()
+    four = next(s for s in dated["scales.yaml"]["scales"] if s["code"] == "four")
+    four["bands"]["2027-01-01"] = bands
+    assert changed(evaluate(rules=dated)) == {}
+    assert changed(evaluate(rules=dated, as_of="2027-01-01")) == {y: ("A", "B"), z: ("A", "B")}
+    early = {"year": 2026, "rules": dated, "as_of": "2022-01-01"}
+    problem(http.post("/v1/evaluate", headers=analyst, json=early), 422)
     broken = rules_documents()
     del broken["scales.yaml"]
     problem(http.post("/v1/evaluate", headers=analyst, json={"year": 2026, "rules": broken}), 422)

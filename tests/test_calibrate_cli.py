@@ -17,8 +17,10 @@ from typer.testing import CliRunner, Result
 
 from scoring.calibration import CalibrationError
 from scoring.calibration_report import calibrate, parse_years
+from scoring.engine import rate
 from scoring.history import SYNTHETIC_NOTICE, synthetic_history
-from scoring.shipped import load_rules
+from scoring.input_files import read_inputs
+from scoring.shipped import SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS, load_rules
 from service.cli import app
 
 YEARS = "2023-2026"
@@ -86,26 +88,111 @@ def test_the_same_seed_gives_the_same_proposals(demo: dict[str, Any]) -> None:
     assert again["cutoffs"] == demo["cutoffs"]
 
 
-def test_files_from_the_same_history_give_the_demo_report(
-    demo: dict[str, Any], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The --demo district (same size and seed) written as the usual input files."""
+    folder = tmp_path_factory.mktemp("history")
     # the day --demo generates up to (a year not over yet ends today)
     today = min(dt.date.today(), dt.date(2026, 12, 31))
     history = synthetic_history(N, (2023, 2024, 2025, 2026), seed=SEED, today=today)
-    institutions, findings = tmp_path / "institutions.csv", tmp_path / "findings.csv"
+    institutions, findings = folder / "institutions.csv", folder / "findings.csv"
     history.institutions.to_csv(institutions, index=False)
     history.findings.assign(occurred_on=history.findings["occurred_on"].dt.date).to_csv(
         findings, index=False
     )
+    return institutions, findings
+
+
+def without_synthetic(report: dict[str, Any]) -> dict[str, Any]:
+    """Files and databases cannot say they are synthetic; all else must match the demo."""
+    return {k: v for k, v in report.items() if k not in ("synthetic", "notice")}
+
+
+def test_files_from_the_same_history_give_the_demo_report(
+    demo: dict[str, Any], demo_files: tuple[Path, Path]
+) -> None:
+    institutions, findings = demo_files
     from_files = report_of(
         run("--institutions", str(institutions), "--findings", str(findings), "--seed",
             str(SEED), "--years", YEARS, "--format", "json")
     )  # fmt: skip
     assert from_files["synthetic"] is False and "notice" not in from_files
-    # Files cannot say they are synthetic; everything else is the same.
-    expected = {k: v for k, v in demo.items() if k not in ("synthetic", "notice")}
-    got = {k: v for k, v in from_files.items() if k != "synthetic"}
-    assert got == expected
+    assert without_synthetic(from_files) == without_synthetic(demo)
+
+
+def test_the_stored_records_give_the_demo_report(
+    demo: dict[str, Any], demo_files: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("CREDIT_DATABASE_URL", f"sqlite:///{tmp_path / 'credit.sqlite'}")
+    imported = CliRunner().invoke(app, ["import", *map(str, demo_files)])
+    assert imported.exit_code == 0, imported.stderr
+    stored = report_of(run("--stored", "--seed", str(SEED), "--years", YEARS, "--format", "json"))
+    assert stored["synthetic"] is False
+    assert without_synthetic(stored) == without_synthetic(demo)
+    both = run("--stored", "--demo", "--years", YEARS)
+    assert both.exit_code == 1 and "choose one of" in both.stderr
+
+
+@pytest.fixture(scope="module")
+def candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("calibrated")
+    made = run("--demo", "--demo-institutions", "1000", "--seed", "2", "--years", YEARS,
+               "--out", str(out), "--format", "json")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    return out / "rules"
+
+
+def test_compare_lists_who_would_change_grade_under_the_candidate(
+    candidate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDIT_DATABASE_URL", f"sqlite:///{tmp_path / 'credit.sqlite'}")
+    # expected, straight from the engine: the candidate's values as of the day they start
+    proposed_rules = load_rules(candidate)
+    assert proposed_rules.last_change_on == dt.date(2027, 1, 1)
+    inst, found = read_inputs(SAMPLE_INSTITUTIONS, SAMPLE_FINDINGS, rules=load_rules())
+    now = rate(inst, found, load_rules().in_force(2024))
+    then = rate(inst, found, proposed_rules.in_force(2024, as_of=dt.date(2027, 1, 1)))
+    moved = {
+        u: (a, b)
+        for u, a, b in zip(now["uscc"], now["grade"], then["grade"], strict=True)
+        if a != b
+    }
+    assert moved, "the demo candidate should move someone in the sample district"
+
+    listed = CliRunner().invoke(
+        app, ["compare", "--rules", str(candidate), "--year", "2024", "--format", "json"]
+    )
+    assert listed.exit_code == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert report["proposed"]["as_of"] == "2027-01-01"
+    assert report["changes"] == len(moved) and report["institutions_rated"] == len(now)
+    assert {r["uscc"]: (r["grade"], r["proposed_grade"]) for r in report["institutions"]} == moved
+    assert sum(n for row in report["moves"].values() for n in row.values()) == len(now)
+    for old, new in moved.values():
+        assert report["moves"][old][new] >= 1
+
+    # applied as of its own date (31 December 2024), the candidate is the rules in force
+    same = CliRunner().invoke(app, ["compare", "--rules", str(candidate), "--year", "2024",
+                                    "--as-of", "2024-12-31", "--format", "json"])  # fmt: skip
+    assert json.loads(same.stdout)["changes"] == 0
+
+    # the records in the database, once imported, give the same list
+    assert (
+        CliRunner()
+        .invoke(app, ["import", str(SAMPLE_INSTITUTIONS), str(SAMPLE_FINDINGS)])
+        .exit_code
+        == 0
+    )
+    stored = CliRunner().invoke(
+        app,
+        ["compare", "--rules", str(candidate), "--year", "2024", "--stored", "--format", "json"],
+    )
+    assert json.loads(stored.stdout)["institutions"] == report["institutions"]
+
+    table = CliRunner().invoke(app, ["compare", "--rules", str(candidate), "--year", "2024"])
+    assert table.exit_code == 0 and all(u in table.stdout for u in moved)
+    assert f"等级变化 {len(moved)} 家" in table.stdout
 
 
 def test_out_writes_the_artifact_metadata_and_candidate_rules(tmp_path: Path) -> None:
@@ -188,6 +275,6 @@ def test_nan_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_missing_files_and_bad_years_text_fail_clearly() -> None:
-    assert "give --institutions and --findings" in run("--years", YEARS).stderr
+    assert "give --institutions and --findings, --stored" in run("--years", YEARS).stderr
     with pytest.raises(CalibrationError, match="years must look like"):
         parse_years("twenty")

@@ -293,6 +293,12 @@ class EvaluateRequest(Strict):
         f"{MAX_RULES_DEPTH} levels deep; whole numbers within ±(2**63 − 1); no NaN, no "
         "infinity, no NUL.",
     )
+    as_of: Day | None = Field(
+        default=None,
+        description="Rate with the values in force on this day instead of 31 December of "
+        "`year`: a candidate rule set dated after the year (as `credit-rating calibrate` "
+        "writes one) applied to the year's findings.",
+    )
 
 
 class EvaluateResponse(Strict):

@@ -1,5 +1,5 @@
-"""`credit-rating calibrate`: its I/O. Reads the files (or makes a synthetic district with
-`--demo`), calls `scoring.calibration_report`, prints the report and, with `--out DIR`, writes
+"""`credit-rating calibrate`: its I/O. Reads the files, the records in the database
+(`--stored`) or makes a synthetic district (`--demo`), calls `scoring.calibration_report`, prints the report and, with `--out DIR`, writes
 the fitted estimators (joblib), their metadata (JSON) and a candidate rules directory.
 
 Registered in `service.cli.commands`, whose wrapper reports every ScoringError (the
@@ -32,7 +32,9 @@ from scoring.history import SYNTHETIC_NOTICE, synthetic_history
 from scoring.input_files import read_inputs
 from scoring.rules import RULE_FILES
 from scoring.shipped import RULES_DIR, load_rules
-from service.cli import render
+from service.cli import context, render
+from service.core.database import reading
+from service.records import storage
 
 ARTIFACT = "calibration.joblib"
 METADATA = "calibration.json"
@@ -64,6 +66,12 @@ def calibrate(
         typer.Option(help="Findings over the years (same formats).", show_default=False),
     ] = None,
     rules: Annotated[Path, typer.Option(help="Rules directory.")] = RULES_DIR,
+    stored: Annotated[
+        bool,
+        typer.Option(
+            "--stored", help="Use the institutions and findings in the database (CREDIT_*)."
+        ),
+    ] = False,
     demo: Annotated[
         bool,
         typer.Option(
@@ -89,11 +97,10 @@ def calibrate(
     year, proposed points and grade cut-offs; with --out, a candidate rule set."""
     chosen = parse_years(years)
     ruleset = load_rules(rules)
+    files = institutions is not None or findings is not None
+    if demo + stored + files > 1:
+        raise CalibrationError("choose one of --institutions/--findings, --stored and --demo")
     if demo:
-        if institutions is not None or findings is not None:
-            raise CalibrationError(
-                "--demo makes its own district: give no --institutions/--findings"
-            )
         if not chosen:
             raise CalibrationError("no years given")
         today = min(dt.date.today(), dt.date(chosen[-1], 12, 31))
@@ -104,9 +111,12 @@ def calibrate(
         except ValueError as exc:
             raise CalibrationError(f"cannot make the demo district: {exc}") from None
         inst, found = history.institutions, history.findings
+    elif stored:
+        with reading(context.engine(context.settings())) as conn:
+            inst, found = storage.frames(conn)
     else:
         if institutions is None or findings is None:
-            raise CalibrationError("give --institutions and --findings, or --demo")
+            raise CalibrationError("give --institutions and --findings, --stored, or --demo")
         inst, found = read_inputs(institutions, findings, rules=ruleset)
     result = run_calibration(inst, found, ruleset, chosen, seed=seed, synthetic=demo)
     if out is not None:

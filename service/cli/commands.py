@@ -33,7 +33,9 @@ from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
 from service.cli import context, render
 from service.cli.calibrate import calibrate as calibrate_command
-from service.cli.options import Findings, Format, Institutions, Rules, Scale, Year
+from service.cli.compare import compare as compare_command
+from service.cli.export import export as export_command
+from service.cli.options import AsOf, Findings, Format, Institutions, Rules, Scale, Year
 from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
 from service.ratings import integrity
@@ -207,6 +209,7 @@ def evaluate(
         ),
     ] = None,
     scale: Scale = None,
+    as_of: AsOf = None,
     format: Annotated[
         Format, typer.Option("--format", help="table (text) or json.")
     ] = Format.table,
@@ -214,7 +217,9 @@ def evaluate(
     """Dry run: rate YEAR from the stored records under RULES and compare each grade with the
     published one. Nothing is stored."""
     settings = context.settings()
-    force = load_rules(rules or settings.rules_dir).in_force(year, scale or settings.scale)
+    force = load_rules(rules or settings.rules_dir).in_force(
+        year, scale or settings.scale, as_of=as_of.date() if as_of else None
+    )
     with reading(context.engine(settings)) as conn:
         result = dry_run(conn, force=force)
     if format is Format.table:
@@ -224,6 +229,8 @@ def evaluate(
 
 
 app.command("calibrate")(calibrate_command)
+app.command("compare")(compare_command)
+app.command("export")(export_command)
 
 
 keys_app = _Commands(

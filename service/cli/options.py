@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,18 @@ Scale = Annotated[
     typer.Option(
         metavar="SCALE",
         help="Grade scale of the rules: four (the default) or five in the shipped measure.",
+        show_default=False,
+    ),
+]
+
+# A candidate rule set takes effect after the years it was fitted on: this applies its values
+# to an earlier year's findings, to see what it would do.
+AsOf = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Rate with the values of the rules in force on this day (YYYY-MM-DD) instead of "
+        "31 December of the year: a candidate rule set dated later, tried on this year.",
         show_default=False,
     ),
 ]

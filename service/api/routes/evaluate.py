@@ -28,7 +28,7 @@ def evaluate(
         if body.rules is not None
         else rules
     )
-    force = candidate.in_force(body.year, body.scale or settings.scale)
+    force = candidate.in_force(body.year, body.scale or settings.scale, as_of=body.as_of)
     findings = None if body.findings is None else [f.model_dump() for f in body.findings]
     with reading(engine) as conn:
         result = dry_run(conn, force=force, findings=findings)
