@@ -33,6 +33,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.calibrate
 	$(MAKE) bench-http
 
 # The HTTP load test uses wrk (installed from the system packages when possible; without it,
