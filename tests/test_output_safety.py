@@ -1,7 +1,8 @@
 """What the CLI writes is data, never instructions: to a spreadsheet, to a terminal, to a log.
 
-- CSV: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to
-  Excel and LibreOffice (CSV injection); such text cells are written with a leading `'`.
+- CSV and XLSX: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is a
+  formula to Excel and LibreOffice (CSV injection); such text cells are written with a leading
+  `'`, by one module (`service.ratings.exports`) that every export goes through.
 - Terminal: an institution's name, a finding's reference or a platform's message is printed
   as it is, never read as rich markup (`[bold]`, `[/]`, `[link=…]`) or emoji codes.
 - Messages: no setting that can hold a secret (the database URL's password, the platform
@@ -98,7 +99,7 @@ def test_every_csv_cell_that_could_be_a_formula_is_neutralised() -> None:
     left as numbers."""
     import pandas as pd
 
-    from service.cli.render import csv_text
+    from service.ratings.exports import csv_text
 
     frame = pd.DataFrame(
         {
@@ -118,6 +119,68 @@ def test_every_csv_cell_that_could_be_a_formula_is_neutralised() -> None:
     ]
     assert [r[1] for r in rows[1:]] == [str(n) for n in range(10)]
     assert {r[2] for r in rows[1:]} == {"0.5"}
+
+
+def test_the_neutraliser_is_defined_once_and_the_cli_uses_it() -> None:
+    from service.cli import render
+    from service.ratings import exports
+
+    assert render.csv_text is exports.csv_text
+    for path in (ROOT / "service").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "exports.py":
+            assert "FORMULA_STARTS =" not in text and "def spreadsheet_text" not in text, path
+
+
+def test_csv_bytes_are_for_excel_bom_crlf_and_neutralised() -> None:
+    from service.ratings.exports import csv_bytes
+
+    cells = [
+        *FORMULAS,
+        "a=b-c+d@e",
+        "中文，含逗号",
+        'say "hi"',
+        "two\nlines",
+        "",
+        None,
+        7,
+        0.5,
+        True,
+    ]
+    data = csv_bytes(["=名称", "值"], [[c, n] for n, c in enumerate(cells)])
+    assert data.startswith(b"\xef\xbb\xbf")
+    text = data.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["'=名称", "值"]
+    expected = [*("'" + f for f in FORMULAS), "a=b-c+d@e", "中文，含逗号", 'say "hi"']
+    expected += ["two\nlines", "", "", "7", "0.5", "是"]
+    assert [r[0] for r in rows[1:]] == expected
+    assert [r[1] for r in rows[1:]] == [str(n) for n in range(len(cells))]
+    # Every record ends with CRLF; a CR inside a cell is inside quotes, never a record's end.
+    assert text.endswith("\r\n") and text.count("\r\n") == len(cells) + 1
+    assert '"\'\r=1+1"' in text and '"two\nlines"' in text
+
+
+def test_xlsx_text_is_never_a_formula_and_numbers_stay_numbers() -> None:
+    import openpyxl
+
+    from service.ratings.exports import Sheet, xlsx_bytes
+
+    names = [*FORMULAS, "a=b-c+d@e", "天津市西青区博文培训学校", "bell\x07and\x00nul"]
+    data = xlsx_bytes(
+        [Sheet("机构", ["=名称", "得分"], [[name, n] for n, name in enumerate(names)])]
+    )
+    sheet = openpyxl.load_workbook(io.BytesIO(data))["机构"]
+    rows = list(sheet.iter_rows())
+    assert [c.value for c in rows[0]] == ["'=名称", "得分"]
+    for (name, score), (n, written) in zip(rows[1:], enumerate(names), strict=True):
+        assert name.data_type == "s" and score.data_type == "n" and score.value == n
+        if written in FORMULAS:  # XML reads a carriage return as a line feed
+            assert name.value == "'" + written.replace("\r", "\n")
+        elif "\x07" in written:  # XML cannot carry it: replaced, never a broken file
+            assert name.value == "bell\ufffdand\ufffdnul"
+        else:
+            assert name.value == written
 
 
 # Terminal markup -------------------------------------------------------------------------------
