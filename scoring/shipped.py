@@ -31,6 +31,8 @@ RULES_DIR = _shipped("rules")
 SAMPLE_DIR = _shipped("data")
 SAMPLE_INSTITUTIONS = SAMPLE_DIR / "institutions.csv"
 SAMPLE_FINDINGS = SAMPLE_DIR / "findings.csv"
+SAMPLE_INSPECTIONS = SAMPLE_DIR / "inspections.csv"
+"""The 2023 inspection register of the sample district (scoring.inspections)."""
 
 
 def load_rules(directory: Path = RULES_DIR) -> RuleSet:
