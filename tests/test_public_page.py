@@ -298,6 +298,7 @@ def test_the_api_docs_load_nothing_from_outside(
             assert f"/docs/assets/{asset}" in html
             response = http.get(f"/docs/assets/{asset}")
             assert response.status_code == 200 and len(response.content) > 10_000
+    assert b"cdn.redoc.ly" not in http.get("/docs/assets/redoc.standalone.js").content
     assert http.get("/docs/assets/core.py").status_code == 404
     assert "'self'" in http.get("/docs").headers["content-security-policy"]
 

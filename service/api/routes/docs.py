@@ -3,13 +3,16 @@
 
 FastAPI's own pages load them from jsDelivr, which leaves them blank on a government intranet.
 The files are those of the installed `fastapi-offline` package, served at /docs/assets/ by
-name (only the four named here: no path from a request reaches the disk). The pages
+name (only the four named here: no path from a request reaches the disk). ReDoc's bundle names
+one outside file itself, the Redocly logo on its CDN: that address is rewritten to this
+service's favicon as the bundle is served, so the page asks no other host for anything. The pages
 themselves stay plain Starlette routes, as FastAPI's are; the assets route names its access
 like every API route (anyone).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
@@ -33,6 +36,12 @@ FILES = {
 }
 PREFIX = "/docs/assets"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
+REWRITES = {
+    "redoc.standalone.js": [
+        (b"https://cdn.redoc.ly/redoc/logo-mini.svg", PREFIX.encode() + b"/favicon.png")
+    ]
+}
+"""Outside addresses inside the bundles, and what they are served as."""
 SWAGGER_PARAMETERS = {"validatorUrl": None}
 """Swagger UI would otherwise send the schema to validator.swagger.io for its badge."""
 
@@ -44,7 +53,18 @@ def asset(name: str, who: Anyone) -> Response:
     if name not in FILES:
         raise NotFound(f"no documentation asset {name!r}")
     headers = {"Cache-Control": "public, max-age=86400"}
+    if name in REWRITES:
+        return Response(_rewritten(name), media_type=FILES[name], headers=headers)
     return FileResponse(ASSETS / name, media_type=FILES[name], headers=headers)
+
+
+@cache
+def _rewritten(name: str) -> bytes:
+    """The bundle `name` with its outside addresses replaced (read once per process)."""
+    content = (ASSETS / name).read_bytes()
+    for outside, inside in REWRITES[name]:
+        content = content.replace(outside, inside)
+    return content
 
 
 def install(app: FastAPI) -> None:
