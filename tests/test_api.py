@@ -25,7 +25,9 @@ import pytest
 import yaml
 from stdnum.cn import uscc as stdnum_uscc
 
+from scoring.explain import Explanation
 from scoring.inputs import validate_findings
+from scoring.lift import lift
 from scoring.rules import RULE_FILES
 from scoring.shipped import RULES_DIR, SAMPLE_DIR, load_rules
 from service.api import keys
@@ -155,6 +157,13 @@ def test_a_year_is_computed_published_explained_corrected_and_kept_in_history(
     assert explanation["score"] == explained["rating"]["score"] == before["rating"]["score"]
     assert explanation["rules_hash"] == first["rules_hash"]
     assert sum(i["kept"] for i in explanation["indicators"]) == explanation["score"]
+    assert before.get("lift") is None and shared.get("lift") is None
+    lifted = explained["lift"]  # what lifts it: the same advice the CLI prints
+    assert lifted == lift(
+        Explanation.model_validate(explanation), load_rules().in_force(2023).bands
+    ).model_dump(mode="json")
+    if lifted["next_grade"] is not None and not lifted["vetoed"]:
+        assert lifted["points_missing"] > 0 and lifted["revocations"]
     problem(http.get(f"/v1/ratings/2023/{code(NOBODY)}"), 404)
 
     # A correction: revoke the finding, recompute, publish with a reason.

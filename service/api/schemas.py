@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from scoring import uscc as uscc_check
 from scoring.explain import Explanation
 from scoring.inputs import FindingSource, FindingStatus, InstitutionStatus
+from scoring.inspections import InspectionResult
+from scoring.lift import Lift
 from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun, GradeChange
@@ -166,12 +168,28 @@ class ImportReport(Strict):
     institutions_updated: int
     findings_added: int
     findings_unchanged: int
+    inspections_added: int = 0
+    inspections_unchanged: int = Field(
+        default=0, description="inspection register rows already on record, unchanged"
+    )
     warnings: list[ImportWarning] = Field(
         default=[],
         description="e.g. a credit code registered outside its district_code, or whose "
         "organisation code fails its GB 11714 check; at most 1000 listed",
     )
     warnings_total: int = 0
+
+
+class InspectionPublic(Strict):
+    """One row of the inspection register (docs/inspections.md)."""
+
+    task_id: str
+    uscc: str
+    inspected_on: date
+    result: InspectionResult
+    note: str
+    recorded_at: datetime
+    recorded_by: str
 
 
 class ComputeRequest(Strict):
@@ -258,6 +276,12 @@ class InstitutionRating(Strict):
     snapshot: SnapshotPublic
     rating: GradeFull | GradePublic
     explanation: Explanation | None = None
+    lift: Lift | None = Field(
+        default=None,
+        description="With the explanation: the points missing to the next grade up and the "
+        "smallest sets of the year's findings whose revocation would reach it (null when the "
+        "rules in force are no longer those the snapshot was rated with).",
+    )
 
 
 class HistoryEntry(Strict):

@@ -1,6 +1,7 @@
 """`credit-rating calibrate`: its I/O. Reads the files, the records in the database
-(`--stored`) or makes a synthetic district (`--demo`), calls `scoring.calibration_report`, prints the report and, with `--out DIR`, writes
-the fitted estimators (joblib), their metadata (JSON) and a candidate rules directory.
+(`--stored`) or makes a synthetic district (`--demo`), calls `scoring.calibration_report`,
+prints the report and, with `--out DIR`, writes the fitted estimators (joblib), their metadata
+(JSON) and a candidate rules directory.
 
 Registered in `service.cli.commands`, whose wrapper reports every ScoringError (the
 calibration's CalibrationError included) as `error: …` and exit status 1.

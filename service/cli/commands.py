@@ -8,6 +8,7 @@ stdout, so a script that pipes the output never mistakes half a result for a who
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -22,6 +23,7 @@ from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
 from scoring.input_files import read_inputs
+from scoring.lift import lift
 from scoring.shipped import (
     RULES_DIR,
     SAMPLE_FINDINGS,
@@ -134,10 +136,19 @@ def explain(
     force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
     explanation = explain_one(inst, found, force, year, uscc.strip().upper())
+    lifted = lift(explanation, force.bands)
     if format is Format.table:
-        render.console().print(render.explanation_view(explanation))
+        out = render.console()
+        out.print(render.explanation_view(explanation))
+        out.print(render.lift_view(lifted))
     else:
-        print(explanation.model_dump_json(indent=2))
+        print(
+            json.dumps(
+                {**explanation.model_dump(mode="json"), "lift": lifted.model_dump(mode="json")},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
 
 
 @app.command("import")

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scoring.explain import Explanation
+from scoring.lift import Lift
 from scoring.rules import RulesInForce, Unit
 from service.ratings.dry_run import DryRun
 from service.ratings.exports import csv_text
@@ -91,6 +92,22 @@ def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
 def grade_summary(rating: pd.DataFrame, force: RulesInForce) -> str:
     counts = rating["grade"].value_counts()
     return "  ".join(f"{b.grade}（{b.label}）{int(counts.get(b.grade, 0))}家" for b in force.bands)
+
+
+def lift_view(lifted: Lift) -> Text:
+    """The end of an explanation: what lifts the institution to the next grade up."""
+    text = Text()
+    text.append("升级所需：", style="bold")
+    text.append(lifted.summary + "\n")
+    for proposal in lifted.revocations:
+        text.append(
+            f"  撤销 {'、'.join(proposal.finding_ids)} → {proposal.score} 分，{proposal.grade} 级\n"
+        )
+    if lifted.revocations_total > len(lifted.revocations):
+        text.append(f"  …… 另有 {lifted.revocations_total - len(lifted.revocations)} 种\n")
+    if not lifted.exhaustive:
+        text.append("  （组合过多，仅列出一种足够的撤销方案，未必最少）\n", style="dim")
+    return text
 
 
 def explanation_view(e: Explanation) -> RenderableType:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 
 from scoring.explain import Explanation
+from scoring.lift import lift
 from service.api.caches.responses import cached
 from service.api.deps import (
     Anyone,
@@ -206,6 +207,7 @@ def read_institution_rating(
     who: Anyone,
     engine: EngineDep,
     risk: RiskDep,
+    rules: RulesDep,
     revision: Revision = None,
 ) -> InstitutionRating:
     with reading(engine) as conn:
@@ -214,10 +216,14 @@ def read_institution_rating(
     full = who is not None and who.role in FULL_VIEW
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
+        # What lifts it is advice computed now, from the bands the snapshot was rated on: only
+        # while the rules in force are those rules (never stored, so no hash changes).
+        force = rules.in_force(snap.year, snap.scale)
         return InstitutionRating(
             snapshot=SnapshotPublic.of(snap),
             rating=GradeFull.of(row, _risks(risk, [row])[0]),
             explanation=explanation,
+            lift=lift(explanation, force.bands) if force.content_hash == snap.rules_hash else None,
         )
     rating = GradeFull.of(row, _risks(risk, [row])[0]) if full else GradePublic.of(row)
     return InstitutionRating(snapshot=SnapshotPublic.of(snap), rating=rating)

@@ -1,0 +1,174 @@
+"""What lifts an institution to the next grade up: the points it lacks, and the smallest sets
+of the year's findings whose revocation would get it there.
+
+A supervisor handling an objection must see at once whether upholding it could change the
+grade, and an institution wants to know how far it is from the next grade. Both follow from an
+explanation and the grade bands alone, so this is computed when an explanation is shown, never
+stored with it (a stored explanation, and so a snapshot's content hash, stays as it was).
+
+Revoking a finding gives back points only as the measure counts them: a per-unit indicator
+gives back the units' deductions above its cap (points lost stay capped at the indicator's
+points); an all-or-nothing indicator gives back its points only when every finding under it is
+revoked; a veto lifts only when every veto finding is revoked, and until then no score can
+lift the grade.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from scoring.explain import Explanation, IndicatorExplanation
+from scoring.rules import Band
+
+MAX_SETS = 10
+"""Sets listed at most (all of the smallest size are counted)."""
+
+MAX_TRIES = 20_000
+"""Combinations tried at most before the search settles for a set it can prove suffices."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Revocation(_Model):
+    """A set of findings whose revocation would reach `grade` with `score`."""
+
+    finding_ids: list[str]
+    score: int
+    grade: str
+
+
+class Lift(_Model):
+    grade: str
+    next_grade: str | None  # None at the top grade
+    next_grade_min: int | None
+    points_missing: int | None  # to the next grade's lowest score; None when vetoed or at top
+    vetoed: bool
+    summary: str  # one sentence, in Chinese, for the end of an explanation
+    revocations: list[Revocation]  # the smallest sets, at most MAX_SETS
+    revocations_total: int  # how many sets of that size there are (when exhaustive)
+    exhaustive: bool  # False when the search stopped at MAX_TRIES (then the sets suffice)
+
+
+def lift(explanation: Explanation, bands: Sequence[Band]) -> Lift:
+    """What lifts `explanation`'s institution one grade up on `bands` (highest grade first)."""
+    order = [b.grade for b in bands]
+    here = order.index(explanation.grade)
+    if here == 0:
+        return Lift(
+            grade=explanation.grade,
+            next_grade=None,
+            next_grade_min=None,
+            points_missing=None,
+            vetoed=False,
+            summary=f"已是最高等级 {explanation.grade}。",
+            revocations=[],
+            revocations_total=0,
+            exhaustive=True,
+        )
+    target = bands[here - 1]
+    missing = None if explanation.vetoed else target.min - explanation.score
+    sets, total, exhaustive = _smallest_sets(explanation, bands, here - 1)
+    if explanation.vetoed:
+        summary = (
+            f"一票否决：任何得分都不能提升等级；只有撤销全部否决事项的认定记录，"
+            f"才可能升至 {target.grade} 级（{target.min} 分及以上）。"
+        )
+    else:
+        summary = f"距 {target.grade} 级（{target.min} 分及以上）还差 {missing} 分。"
+    if sets:
+        size = len(sets[0].finding_ids)
+        summary += f"撤销 {size} 条认定记录即可达到（共 {total} 种最少组合）。"
+    else:
+        summary += "撤销本年度任何认定记录都不能达到。"
+    return Lift(
+        grade=explanation.grade,
+        next_grade=target.grade,
+        next_grade_min=target.min,
+        points_missing=missing,
+        vetoed=explanation.vetoed,
+        summary=summary,
+        revocations=sets,
+        revocations_total=total,
+        exhaustive=exhaustive,
+    )
+
+
+def _smallest_sets(
+    e: Explanation, bands: Sequence[Band], target: int
+) -> tuple[list[Revocation], int, bool]:
+    """The smallest sets of counted findings whose revocation reaches band `target` or above:
+    (up to MAX_SETS of them, how many there are, whether the search was exhaustive)."""
+    veto_ids = {f.finding_id for v in e.vetoes for f in v.findings}
+    counted = [(i, f.finding_id, f.count) for i in e.indicators for f in i.findings]
+    ids = [fid for _, fid, _ in counted]
+    # Every veto finding must go; the search is over the others.
+    forced = sorted(veto_ids)
+    tries = 0
+    for size in range(0, len(ids) + 1):
+        found: list[Revocation] = []
+        total = 0
+        for chosen in itertools.combinations(range(len(ids)), size):
+            tries += 1
+            if tries > MAX_TRIES:
+                return _greedy(e, bands, target, counted, forced), 0, False
+            revoked = {ids[k] for k in chosen}
+            score = _score_without(e.indicators, revoked)
+            grade_at = _band_of(bands, score)
+            if grade_at <= target:
+                total += 1
+                if len(found) < MAX_SETS:
+                    found.append(
+                        Revocation(
+                            finding_ids=forced + sorted(revoked),
+                            score=score,
+                            grade=bands[grade_at].grade,
+                        )
+                    )
+        if found:
+            return found, total, True
+    return [], 0, True
+
+
+def _greedy(
+    e: Explanation,
+    bands: Sequence[Band],
+    target: int,
+    counted: list[tuple[IndicatorExplanation, str, int]],
+    forced: list[str],
+) -> list[Revocation]:
+    """One sufficient set when the exhaustive search is too large: revoke the findings that give
+    back the most points first (whole indicators at once), until the target band is reached."""
+    revoked: set[str] = set()
+    by_gain = sorted(e.indicators, key=lambda i: -i.lost)
+    for indicator in by_gain:
+        revoked |= {f.finding_id for f in indicator.findings}
+        score = _score_without(e.indicators, revoked)
+        if _band_of(bands, score) <= target:
+            return [Revocation(finding_ids=forced + sorted(revoked), score=score,
+                               grade=bands[_band_of(bands, score)].grade)]  # fmt: skip
+    return []
+
+
+def _score_without(indicators: Sequence[IndicatorExplanation], revoked: set[str]) -> int:
+    """The score with the `revoked` findings no longer counted (vetoes aside)."""
+    score = 0
+    for i in indicators:
+        remaining = [f for f in i.findings if f.finding_id not in revoked]
+        if len(remaining) == len(i.findings):
+            score += i.kept
+        elif i.mode == "all":
+            score += 0 if remaining else i.points
+        else:
+            units = sum(f.count for f in remaining)
+            score += max(0, i.points - units * (i.deduction or 0))
+    return score
+
+
+def _band_of(bands: Sequence[Band], score: int) -> int:
+    """Index of the band (highest first) a score falls in."""
+    return next(k for k, b in enumerate(bands) if b.min <= score <= b.max)
