@@ -26,6 +26,7 @@ from service.api.routes import (
     findings,
     health,
     imports,
+    inspections,
     institutions,
     public,
     ratings,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Ratings first: routes are matched in order, and a rating lookup is the most frequent call.
     for module in (ratings, health, institutions, findings, imports, evaluate, rules, deliveries):
         app.include_router(module.router)
+    app.include_router(inspections.router)  # register and coverage (docs/inspections.md)
     app.include_router(public.router)  # the public page (公示), outside the API's schema
     docs.install(app)
 

@@ -27,6 +27,7 @@ from scoring.lift import lift
 from scoring.shipped import (
     RULES_DIR,
     SAMPLE_FINDINGS,
+    SAMPLE_INSPECTIONS,
     SAMPLE_INSTITUTIONS,
     load_rules,
 )
@@ -36,6 +37,7 @@ from service.api.schemas import EvaluateResponse
 from service.cli import context, render
 from service.cli.calibrate import calibrate as calibrate_command
 from service.cli.compare import compare as compare_command
+from service.cli.coverage import coverage_command
 from service.cli.export import export as export_command
 from service.cli.options import AsOf, Findings, Format, Institutions, Rules, Scale, Year
 from service.core.database import reading, writing
@@ -164,6 +166,12 @@ def import_(
         f"institutions: {summary.institutions_added} added, {summary.institutions_updated} "
         f"updated; findings: {summary.findings_added} added, "
         f"{summary.findings_unchanged} already on record"
+        + (
+            f"; inspections: {summary.inspections_added} added, "
+            f"{summary.inspections_unchanged} already on record"
+            if summary.inspections_added or summary.inspections_unchanged
+            else ""
+        )
     )
     warn = render.console(stderr=True)
     for warning in summary.warnings:
@@ -242,6 +250,7 @@ def evaluate(
 app.command("calibrate")(calibrate_command)
 app.command("compare")(compare_command)
 app.command("export")(export_command)
+app.command("coverage")(coverage_command)
 
 
 keys_app = _Commands(
@@ -319,7 +328,7 @@ def serve(
         if empty:
             import_files(
                 engine,
-                [SAMPLE_INSTITUTIONS, SAMPLE_FINDINGS],
+                [SAMPLE_INSTITUTIONS, SAMPLE_FINDINGS, SAMPLE_INSPECTIONS],
                 rules=load_rules(settings.rules_dir),
                 by="sample",
             )

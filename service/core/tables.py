@@ -82,6 +82,20 @@ findings = Table(
     Column("revoke_reason", Text),
 )
 
+# The inspection register (scoring.inspections): one row per institution per task, never
+# edited or deleted (migration 0004's triggers); a changed row on import is a Conflict.
+inspections = Table(
+    "inspections",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("uscc", String(18), ForeignKey("institutions.uscc"), primary_key=True),
+    Column("inspected_on", Date, nullable=False, index=True),
+    Column("result", String(16), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", Text, nullable=False),
+)
+
 snapshots = Table(
     "snapshots",
     metadata,

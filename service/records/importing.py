@@ -1,9 +1,13 @@
-"""Importing institution and finding files into the database, all or nothing; and one finding.
+"""Importing institution, finding and inspection files into the database, all or nothing; and
+one finding.
 
 Shared by `credit-rating import`, `POST /v1/imports` and `POST /v1/findings`. Every file is read
 and validated against the rules and against the institutions already on record before anything
 is written; any problem in any file means nothing is stored, and one report lists them all. A
-single finding goes through the same checks as a file of them.
+single finding goes through the same checks as a file of them. A file's kind is told by its
+columns: an inspection register names a task (`task_id`), findings an indicator. Findings
+whose `reference` names an inspection task unknown to the register (the import's and the
+database's) are reported (`scoring.inspections.unknown_task_references`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from sqlalchemy.exc import IntegrityError
 
 from scoring.errors import Problem
 from scoring.input_files import DEFAULT_LIMITS, read_raw
-from scoring.inputs import validate_findings, validate_institutions, warnings_of
+from scoring.inputs import Checked, validate_findings, validate_institutions, warnings_of
+from scoring.inspections import (
+    is_inspections,
+    reference_column,
+    unknown_task_references,
+    validate_inspections,
+)
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
@@ -29,6 +39,7 @@ from service.core.clock import now
 from service.core.database import writing
 from service.core.errors import Conflict, TooLarge
 from service.core.settings import Settings
+from service.records import inspections as register
 from service.records import storage
 
 _EXTENSION = re.compile(r"[.][A-Za-z0-9]{1,16}")
@@ -39,6 +50,10 @@ _CHUNK = 1 << 20
 def is_findings(raw: pd.DataFrame) -> bool:
     """A findings file names an indicator; an institutions file does not."""
     return "indicator" in {str(c).strip() for c in raw.columns}
+
+
+Files = list[tuple[str, pd.DataFrame]]
+"""Raw frames of one kind, each with the name its file is called by in reports."""
 
 
 @dataclass(frozen=True)
@@ -77,20 +92,23 @@ def import_files(
         if frame is not None:
             raws.append((label, frame))
     raise_problems(*reading)  # every file's reading problems, in one report
-    institution_files = [(label, raw) for label, raw in raws if not is_findings(raw)]
-    finding_files = [(label, raw) for label, raw in raws if is_findings(raw)]
-    return _store(engine, institution_files, finding_files, rules=rules, by=by)
+    inspection_files = [(label, raw) for label, raw in raws if is_inspections(raw.columns)]
+    others = [(label, raw) for label, raw in raws if not is_inspections(raw.columns)]
+    institution_files = [(label, raw) for label, raw in others if not is_findings(raw)]
+    finding_files = [(label, raw) for label, raw in others if is_findings(raw)]
+    return _store(engine, institution_files, finding_files, inspection_files, rules=rules, by=by)
 
 
 def _store(
     engine: Engine,
-    institution_files: list[tuple[str, pd.DataFrame]],
-    finding_files: list[tuple[str, pd.DataFrame]],
+    institution_files: Files,
+    finding_files: Files,
+    inspection_files: Files,
     *,
     rules: RuleSet,
     by: str,
 ) -> Imported:
-    found: list[tuple[pd.DataFrame, Any]] = []
+    found: list[tuple[pd.DataFrame, Checked]] = []
     try:
         with writing(engine) as conn:
             checked = [validate_institutions(raw, file=label) for label, raw in institution_files]
@@ -99,9 +117,17 @@ def _store(
                 validate_findings(raw, file=label, rules=rules, known_uscc=known)
                 for label, raw in finding_files
             ]
-            raise_problems(*(problems for _, problems in checked + found))
-            warned = warnings_of(*(problems for _, problems in checked + found))
             at = now()
+            registers = [
+                validate_inspections(
+                    raw, file=label, rules=rules, known_uscc=known, today=at.date()
+                )
+                for label, raw in inspection_files
+            ]
+            groups: list[ProblemList] = [p for _, p in checked + found + registers]
+            groups += _unknown_tasks(conn, finding_files, found, registers)
+            raise_problems(*groups)
+            warned = warnings_of(*groups)
             summaries = [
                 storage.import_frames(
                     conn, institution_frame=frame, finding_frame=None, by=by, at=at
@@ -113,6 +139,7 @@ def _store(
                 )
                 for frame, _ in found
             ]
+            stored = [register.import_register(conn, f, by=by, at=at) for f, _ in registers]
     except IntegrityError:
         # Never the database's message: it quotes the SQL and every parameter of the batch.
         conflict = _conflict([label for label, _ in finding_files], [f for f, _ in found])
@@ -123,8 +150,36 @@ def _store(
                 for f in storage.ImportSummary.__dataclass_fields__
             )
         )
-        return replace(imported, warnings=tuple(warned), warnings_total=warned.total)
+        return replace(
+            imported,
+            inspections_added=sum(added for added, _ in stored),
+            inspections_unchanged=sum(same for _, same in stored),
+            warnings=tuple(warned),
+            warnings_total=warned.total,
+        )
     raise conflict  # outside the handler, so the IntegrityError is not even its context
+
+
+def _unknown_tasks(
+    conn: Connection,
+    finding_files: Files,
+    found: list[tuple[pd.DataFrame, Checked]],
+    registers: list[tuple[pd.DataFrame, Checked]],
+) -> list[ProblemList]:
+    """Per findings file, its findings whose reference names a task the register lacks (the
+    register being the import's inspections and the database's together)."""
+    tasks = pd.concat(
+        [register.known_tasks(conn)]
+        + [frame[["task_id", "inspected_on"]] for frame, problems in registers if not problems],
+        ignore_index=True,
+    )
+    return [
+        unknown_task_references(
+            frame, tasks, file=label, rows=raw.index.tolist(), column=reference_column(raw)
+        )
+        for (label, raw), (frame, problems) in zip(finding_files, found, strict=True)
+        if not problems.total
+    ]
 
 
 def _conflict(labels: list[str], frames: list[pd.DataFrame]) -> Conflict:

@@ -41,6 +41,8 @@ class ImportSummary:
     institutions_updated: int
     findings_added: int
     findings_unchanged: int
+    inspections_added: int = 0  # the inspection register (service.records.inspections)
+    inspections_unchanged: int = 0
 
 
 def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
