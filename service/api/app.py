@@ -22,12 +22,14 @@ from service.api.guard import Guard
 from service.api.routes import (
     deliveries,
     docs,
+    draws,
     evaluate,
     findings,
     health,
     imports,
     inspections,
     institutions,
+    objections,
     public,
     ratings,
     rules,
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (ratings, health, institutions, findings, imports, evaluate, rules, deliveries):
         app.include_router(module.router)
     app.include_router(inspections.router)  # register and coverage (docs/inspections.md)
+    app.include_router(draws.router)  # 双随机 draws (docs/draws.md)
+    app.include_router(objections.router)  # 公示期 objections (docs/objections.md)
     app.include_router(public.router)  # the public page (公示), outside the API's schema
     docs.install(app)
 

@@ -22,6 +22,7 @@ from scoring.lift import Lift
 from scoring.rules import MAX_YEAR, MIN_YEAR
 from scoring.shipped import known_scale, scale_names
 from service.ratings.dry_run import DryRun, GradeChange
+from service.ratings.publicity import Publicity
 from service.ratings.risk import Risk
 from service.ratings.snapshots import Snapshot
 
@@ -218,11 +219,21 @@ class SnapshotPublic(Strict):
     # Ed25519 signature of the chain hash, checkable with GET /v1/signing-key (None: unsigned)
     signature: str | None = None
     key_fingerprint: str | None = None
+    # A published revision's publicity period (公示期): its last day (objections are heard
+    # until 24:00 Beijing time) and where to object; computed, never part of the hashes.
+    publicity_ends_on: date | None = None
+    objection_contact: str | None = None
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> SnapshotPublic:
-        """The snapshot's public fields (its id and authors stay inside)."""
-        return cls.model_validate(snapshot, from_attributes=True)
+    def of(cls, snapshot: Snapshot, publicity: Publicity | None = None) -> SnapshotPublic:
+        """The snapshot's public fields (its id and authors stay inside), with its publicity
+        period when given (service.ratings.publicity)."""
+        made = cls.model_validate(snapshot, from_attributes=True)
+        if publicity is None:
+            return made
+        return made.model_copy(
+            update={"publicity_ends_on": publicity.ends_on, "objection_contact": publicity.contact}
+        )
 
 
 class GradePublic(Strict):

@@ -38,7 +38,9 @@ from service.cli import context, render
 from service.cli.calibrate import calibrate as calibrate_command
 from service.cli.compare import compare as compare_command
 from service.cli.coverage import coverage_command
+from service.cli.draw import draw as draw_command
 from service.cli.export import export as export_command
+from service.cli.objections import build as objection_commands
 from service.cli.options import AsOf, Findings, Format, Institutions, Rules, Scale, Year
 from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
@@ -251,6 +253,8 @@ app.command("calibrate")(calibrate_command)
 app.command("compare")(compare_command)
 app.command("export")(export_command)
 app.command("coverage")(coverage_command)
+app.command("draw")(draw_command)
+app.add_typer(objection_commands(_Commands), name="objection")
 
 
 keys_app = _Commands(

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from scoring.draw import Weight, parse_weights
 from scoring.limits import MiB, ReadLimits
 from scoring.shipped import RULES_DIR, known_scale
 
@@ -83,6 +84,12 @@ class Settings(BaseSettings):
     # A directory written by `credit-rating calibrate --out`: ratings then carry their
     # calibrated risk (checked at start-up against its metadata and the rules in force).
     calibration_dir: Path | None = None
+    # The random-inspection draw (docs/draws.md): per-grade weights, `all` = always drawn.
+    draw_weights: str = "A=0.5,B=0.75,C=1,D=2,E=all"
+    # The publicity period (公示期) each publication opens, and where objections go
+    # (docs/objections.md); no contact given: the bureau's name.
+    publicity_days: Annotated[int, Field(ge=1, le=366)] = 7
+    objection_contact: Annotated[str, Field(max_length=500)] | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -107,6 +114,12 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("a rate such as 600/minute (several joined by ;)") from None
         return rate
+
+    @field_validator("draw_weights")
+    @classmethod
+    def _draw_weights(cls, text: str) -> str:
+        parse_weights(text)  # DrawError is a ValueError: named as CREDIT_DRAW_WEIGHTS
+        return text
 
     @field_validator("scale")
     @classmethod
@@ -137,6 +150,16 @@ class Settings(BaseSettings):
             bureau_name=self.bureau_name,
             bureau_uscc=self.bureau_uscc,
         )
+
+    @property
+    def draw_weight_map(self) -> dict[str, Weight]:
+        """CREDIT_DRAW_WEIGHTS as {grade: Fraction or "all"}."""
+        return parse_weights(self.draw_weights)
+
+    @property
+    def objection_contact_shown(self) -> str:
+        """Where objections go: CREDIT_OBJECTION_CONTACT, else the bureau's name."""
+        return self.objection_contact or self.bureau_name
 
     @property
     def is_sqlite(self) -> bool:

@@ -195,3 +195,47 @@ delivery_attempts = Table(
     Column("http_status", Integer),
     Column("detail", Text),
 )
+
+# The random-inspection draws (双随机, service.ratings.draws): write-once, published whole, so
+# that anyone can rerun one from its record (docs/draws.md). Guarded against UPDATE and DELETE.
+draws = Table(
+    "draws",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("year", Integer, nullable=False, index=True),  # the grades' year
+    Column("revision", Integer, nullable=False),  # the published revision drawn from
+    Column("snapshot_hash", Text, nullable=False),  # its content hash
+    Column("scale", String(16), nullable=False),
+    Column("procedure", Text, nullable=False),  # scoring.draw.PROCEDURE
+    Column("count", Integer, nullable=False),
+    Column("seed", Text, nullable=False),
+    Column("seed_source", String(16), nullable=False),  # given | secrets
+    Column("weights", Text, nullable=False),  # JSON {grade: "0.5" | "all"}
+    Column("population", Text, nullable=False),  # JSON [[uscc, grade], …]: who could be drawn
+    Column("excluded", Text, nullable=False),  # JSON [uscc, …]: closed, never drawn
+    Column("quotas", Text, nullable=False),  # JSON {grade: drawn}
+    Column("drawn", Text, nullable=False),  # JSON [{uscc, grade, key}, …]
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", Text, nullable=False),
+)
+
+# Objections filed in a publication's publicity period (公示期, service.ratings.objections):
+# never deleted; once resolved (upheld or rejected), final. Guarded like findings.
+objections = Table(
+    "objections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("year", Integer, nullable=False, index=True),
+    Column("revision", Integer, nullable=False),  # the published revision objected to
+    Column("uscc", String(18), ForeignKey("institutions.uscc"), nullable=False),
+    Column("finding_id", String(64), ForeignKey("findings.finding_id")),
+    Column("filed_by", Text, nullable=False),  # who objects
+    Column("filed_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", Text, nullable=False),  # who recorded it (the key or CLI user)
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="filed"),
+    Column("resolved_by", Text),
+    Column("resolved_at", UTCDateTime()),
+    Column("resolution", Text),  # the reason given when upheld or rejected
+    Column("correction_revision", Integer),  # the draft computed when upheld
+)

@@ -76,9 +76,19 @@ def rate_rows(
 
 
 def compute_draft(
-    conn: Connection, *, rules: RuleSet, year: int, scale: str | None, by: str
+    conn: Connection,
+    *,
+    rules: RuleSet,
+    year: int,
+    scale: str | None,
+    by: str,
+    reason: str | None = None,
 ) -> Snapshot:
-    """Rate `year` from the stored institutions and findings and store it as a draft."""
+    """Rate `year` from the stored institutions and findings and store it as a draft.
+
+    `reason` is why the draft was computed (an upheld objection): publishing it as a
+    correction records it in the correction's reason (see `publish`).
+    """
     institutions, findings = storage.frames(conn, year=year)
     header, rows = rate_rows(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
@@ -94,6 +104,7 @@ def compute_draft(
             content_hash=content_hash(header, rows),
             created_at=now(),
             created_by=by,
+            reason=reason,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     if rows:
@@ -138,6 +149,8 @@ def publish(
         raise
     if draft.status == "published":
         raise Conflict(f"revision {draft.revision} of {year} is already published")
+    if draft.reason:  # why the draft was computed (an upheld objection) stays on record
+        reason = draft.reason if not reason else f"{reason}（{draft.reason}）"
     if current is not None:
         if draft.revision < current.revision:
             raise Conflict(

@@ -39,6 +39,7 @@ from service.api.schemas import (
 from service.core.database import reading, writing
 from service.core.errors import NotConfigured, NotFound
 from service.ratings import exports, integrity, publishing, snapshots
+from service.ratings.publicity import publicity
 from service.ratings.risk import Risk, RiskModel
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
@@ -132,20 +133,24 @@ def publish(
 )
 @cached(query=["revision"])
 def read_rating(
-    year: YearPath, who: Anyone, engine: EngineDep, risk: RiskDep, revision: Revision = None
+    year: YearPath,
+    who: Anyone,
+    engine: EngineDep,
+    risk: RiskDep,
+    settings: SettingsDep,
+    revision: Revision = None,
 ) -> RatingFull | RatingPublic:
     with reading(engine) as conn:
         snap = _visible(conn, year, revision, who)
         rows = snapshots.rows_of(conn, snap)
+    meta = SnapshotPublic.of(snap, publicity(snap, settings))  # the period, for objections
     if who is not None and who.role in FULL_VIEW:
         risks = _risks(risk, rows)
         return RatingFull(
-            snapshot=SnapshotPublic.of(snap),
+            snapshot=meta,
             institutions=[GradeFull.of(r, k) for r, k in zip(rows, risks, strict=True)],
         )
-    return RatingPublic(
-        snapshot=SnapshotPublic.of(snap), institutions=[GradePublic.of(r) for r in rows]
-    )
+    return RatingPublic(snapshot=meta, institutions=[GradePublic.of(r) for r in rows])
 
 
 @router.get(
@@ -154,9 +159,12 @@ def read_rating(
     responses=responses(401, 403, 422),
     summary="Every revision of the year, drafts included",
 )
-def list_revisions(year: YearPath, who: Reader, engine: EngineDep) -> list[SnapshotPublic]:
+def list_revisions(
+    year: YearPath, who: Reader, engine: EngineDep, settings: SettingsDep
+) -> list[SnapshotPublic]:
     with reading(engine) as conn:
-        return [SnapshotPublic.of(s) for s in snapshots.revisions(conn, year=year)]
+        found = snapshots.revisions(conn, year=year)
+    return [SnapshotPublic.of(s, publicity(s, settings)) for s in found]
 
 
 # Declared before `/ratings/{year}/{uscc}`, which would otherwise take `export.xlsx` for a code.
