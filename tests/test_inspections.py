@@ -7,6 +7,7 @@ give the seed report's figures exactly (8 tasks, 15 of 16 institutions, 2 ordere
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -49,9 +50,9 @@ def sample() -> Sample:
 
 
 def check(
-    rows: list[dict[str, object]], *, known: list[str] | None = None, first_row: int = 2
+    rows: Sequence[Mapping[str, object]], *, known: list[str] | None = None, first_row: int = 2
 ) -> tuple[pd.DataFrame, list[tuple[int | None, str | None, str]]]:
-    raw = pd.DataFrame(rows, index=range(first_row, first_row + len(rows)))
+    raw = pd.DataFrame(list(rows), index=range(first_row, first_row + len(rows)))
     frame, problems = validate_inspections(
         raw, file="register.csv", rules=RULES, known_uscc=known, today=TODAY
     )
@@ -221,7 +222,9 @@ def test_typed_dates_are_checked_in_their_type() -> None:
         {
             "task_id": ["t1", "t2", "t3"],
             "uscc": [QIHANG] * 3,
-            "inspected_on": pd.to_datetime(["2023-05-23", "2021-01-01", None]),
+            "inspected_on": pd.to_datetime(
+                pd.Series(["2023-05-23", "2021-01-01", None], index=[1, 2, 3])
+            ),
         },
         index=[1, 2, 3],
     )
