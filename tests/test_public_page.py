@@ -232,6 +232,7 @@ def test_unknown_years_and_files_get_a_chinese_404_page(
         html = page(http, path, 404)
         assert "<h1>未找到</h1>" in html
     assert "2024年度的信用评价结果尚未公布" in page(http, "/public/2024", 404)  # a draft only
+    assert "echoed-back" not in page(http, "/public/echoed-back", 404)  # the path is not shown
     for path in ("/public/2099.csv", "/public/2024.xlsx", "/public/static/../app.py"):
         assert http.get(path).status_code == 404
     assert page(http, "/public/static/nothing.css", 404)

@@ -3,8 +3,9 @@ rows searched and sorted, before any HTML is written.
 
 Kept apart from the HTML so that the CSV and XLSX downloads list exactly the rows the page
 shows, from the same query string. Nothing but published revisions is ever read here, and of
-each institution only its name, credit code and grade: the public sees no draft, no score, no
-finding and no explanation.
+each institution only its name, credit code and grade (selected alone: a score, points or an
+explanation are not even fetched), so the public sees no draft, no score, no finding and no
+explanation.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from scoring.errors import RulesError
 from scoring.rules import MAX_YEAR, MIN_YEAR, Band, RuleSet
 from service.core.errors import NotFound
+from service.core.tables import snapshot_rows
 from service.ratings import snapshots
 
 BEIJING = timezone(timedelta(hours=8))
@@ -91,7 +93,7 @@ class Query:
 def parse_year(text: str) -> int:
     """A year of the path; anything else is a year with nothing published (404)."""
     if not (text.isascii() and text.isdigit() and len(text) == 4):
-        raise NotFound(f"没有{text}年度的公示结果")
+        raise NotFound("没有这个年度的公示结果")  # the path is not echoed back
     year = int(text)
     if not MIN_YEAR <= year <= MAX_YEAR:
         raise NotFound(f"没有{year}年度的公示结果")
@@ -167,7 +169,7 @@ def _bands(rules: RuleSet, year: int, scale: str) -> list[Band]:
         return []
 
 
-def select(entries: list[Entry], query: Query, bands: list[Band]) -> list[Entry]:
+def chosen(entries: list[Entry], query: Query, bands: list[Band]) -> list[Entry]:
     """The entries the query finds, in its order (ties always by credit code)."""
     needle = _clean(query.q)
     found = [e for e in entries if needle in _clean(e.name) or needle in _clean(e.uscc)]
@@ -197,8 +199,12 @@ def build(conn: Connection, *, rules: RuleSet, bureau: str, year: int, query: Qu
     bands = _bands(rules, year, shown.scale)
     labels = {band.grade: band.label for band in bands}
     entries = [
-        Entry(r["name"], r["uscc"], r["grade"], labels.get(r["grade"], ""))
-        for r in snapshots.rows_of(conn, shown)
+        Entry(name, uscc, grade, labels.get(grade, ""))
+        for name, uscc, grade in conn.execute(
+            select(snapshot_rows.c.name, snapshot_rows.c.uscc, snapshot_rows.c.grade).where(
+                snapshot_rows.c.snapshot_id == shown.id
+            )
+        )
     ]
     return View(
         year=year,
@@ -214,7 +220,7 @@ def build(conn: Connection, *, rules: RuleSet, bureau: str, year: int, query: Qu
         publications=[Publication(s.revision, _utc(s.published_at), s.reason) for s in own],
         bands=bands,
         total=len(entries),
-        rows=select(entries, query, bands),
+        rows=chosen(entries, query, bands),
         query=query,
         years=sorted({s.year for s in every}, reverse=True),
     )
