@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.errors import ScoringError
+from scoring.i18n import _
 from scoring.rules import Mode, RuleSet, RulesInForce
 from scoring.uscc_columns import positions
 
@@ -51,10 +52,16 @@ def units_lost(
     what = code_positions(findings["indicator"], codes)[keep]
     if (who < 0).any():
         unknown = findings["uscc"].iloc[keep[np.argmin(who)]]
-        raise ScoringError(f"finding for an institution not in the list: {unknown}")
+        raise ScoringError(
+            _("finding for an institution not in the list: {uscc}").format(uscc=unknown)
+        )
     if (what < 0).any():
         unknown = findings["indicator"].iloc[keep[np.argmin(what)]]
-        raise ScoringError(f"finding against an indicator not in force in {year}: {unknown}")
+        raise ScoringError(
+            _("finding against an indicator not in force in {year}: {indicator}").format(
+                year=year, indicator=unknown
+            )
+        )
     n, k = len(institutions), len(codes)
     units = np.zeros(n * k, dtype=np.int64)  # summed as integers: no float matrix to convert
     np.add.at(units, who.astype(np.int64) * k + what, findings["count"].to_numpy(np.int64)[keep])
@@ -84,7 +91,7 @@ def rate(
     """
     force = rules if isinstance(rules, RulesInForce) else rules.in_force(_year(year), scale)
     if not institutions["uscc"].is_unique:
-        raise ScoringError("institution list has duplicate credit codes")
+        raise ScoringError(_("institution list has duplicate credit codes"))
     indicator_codes = [i.code for i in force.indicators]
     veto_codes = [v.code for v in force.vetoes]
     units = units_lost(institutions, findings, indicator_codes + veto_codes, force.year)
@@ -113,7 +120,7 @@ def rate(
 
 def _year(year: int | None) -> int:
     if year is None:
-        raise ScoringError("a year is needed to pick the rules in force")
+        raise ScoringError(_("a year is needed to pick the rules in force"))
     return year
 
 

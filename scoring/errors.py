@@ -6,11 +6,15 @@
     └── UnknownInstitution  an explanation was asked for a code not in the institution list
 
 The CLI prints these on stderr and exits non-zero; the service maps them to 4xx problems.
+Messages are in the language of `CREDIT_LANG` (`scoring.i18n`): a Problem is put into words
+when it is shown, an error's message when it is raised.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from scoring.i18n import _
 
 
 class ScoringError(Exception):
@@ -20,7 +24,9 @@ class ScoringError(Exception):
 class RulesError(ScoringError):
     def __init__(self, file: str, rule: str, reason: str) -> None:
         self.file, self.rule, self.reason = file, rule, reason
-        super().__init__(f"{file}: rule {rule}: {reason}")
+        super().__init__(
+            _("{file}: rule {rule}: {reason}").format(file=file, rule=rule, reason=reason)
+        )
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,13 @@ class Problem:
     def __str__(self) -> str:
         where = self.file
         if self.row is not None:
-            where += f", row {self.row}"
+            where += _(", row {row}").format(row=self.row)
         if self.column is not None:
-            where += f", column {self.column}"
-        got = f": got {self.value!r}" if self.value is not None else ""
-        return f"{where}{got}; expected {self.expected}"
+            where += _(", column {column}").format(column=self.column)
+        got = _(": got {value!r}").format(value=self.value) if self.value is not None else ""
+        return _("{where}{got}; expected {expected}").format(
+            where=where, got=got, expected=self.expected
+        )
 
 
 class InputError(ScoringError):
@@ -51,14 +59,16 @@ class InputError(ScoringError):
     def __init__(self, problems: list[Problem], *, total: int | None = None) -> None:
         self.problems = problems
         self.total = len(problems) if total is None else total
-        lines = [f"{self.total} problem(s) in the input; nothing was rated:"]
+        lines = [_("{count} problem(s) in the input; nothing was rated:").format(count=self.total)]
         lines += [f"  - {p}" for p in problems]
         if self.total > len(problems):
-            lines.append(f"  … and {self.total - len(problems)} more")
+            lines.append(_("  … and {count} more").format(count=self.total - len(problems)))
         super().__init__("\n".join(lines))
 
 
 class UnknownInstitution(ScoringError):
     def __init__(self, uscc: str) -> None:
         self.uscc = uscc
-        super().__init__(f"no institution with credit code {uscc} in the institution list")
+        super().__init__(
+            _("no institution with credit code {uscc} in the institution list").format(uscc=uscc)
+        )

@@ -47,6 +47,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.xml.constants import SHEET_MAIN_NS
 
 from scoring.errors import InputError, Problem
+from scoring.i18n import N_, _
 from scoring.inputs import validate
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
@@ -58,10 +59,11 @@ EXTENSIONS = (".csv", ".json", ".xlsx", ".parquet")
 _BLOCK = 1 << 20  # bytes Arrow parses at a time
 _COMMAS_PER_COLUMN = 64  # commas one CSV record may hold per column it may have (quoted too)
 
-SAVE_AS_UTF8 = (
+SAVE_AS_UTF8 = N_(
     "save it as UTF-8: in Excel 另存为 → “CSV UTF-8（逗号分隔）(*.csv)”, "
     "or convert it with `iconv -f GBK -t UTF-8 old.csv > new.csv`"
 )
+"""How to re-save a CSV as UTF-8 (an msgid: shown through `_()`)."""
 
 Read = tuple[pd.DataFrame | None, ProblemList]
 """A raw frame (None when the file could not be read at all) and the problems reading it."""
@@ -85,7 +87,7 @@ def read_table(
     raise_problems(problems)
     if frame is None:  # readers always say why there is no frame; this is a safety net
         file = str(path) if name is None else name
-        raise InputError([Problem(file, None, None, None, "a file that can be read")])
+        raise InputError([Problem(file, None, None, None, _("a file that can be read"))])
     return frame
 
 
@@ -121,7 +123,10 @@ def read_raw(path: Path, limits: ReadLimits = DEFAULT_LIMITS, *, name: str | Non
         return reader(path, file, limits)
     except OSError as exc:  # strerror only: str(exc) names the path
         return None, ProblemList.whole_file(
-            file, f"a file that can be opened ({exc.strerror or type(exc).__name__})"
+            file,
+            _("a file that can be opened ({reason})").format(
+                reason=exc.strerror or type(exc).__name__
+            ),
         )
     except _Refused as refused:
         return None, ProblemList.whole_file(file, _scrub(refused.expected, path, file))
@@ -141,7 +146,7 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
         return None, ProblemList([_encoding_problem(file, data)])
     if not data or data.isspace():
         return None, ProblemList.whole_file(
-            file, "a header row naming the columns (the file is empty)"
+            file, _("a header row naming the columns (the file is empty)")
         )
     _check_header_width(data, limits)
     ragged: list[Any] = []
@@ -173,7 +178,10 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
         return _read_csv_exactly(data, file, limits)
     for row in ragged:  # Arrow counted the cells of each ragged row without making them
         if row.actual_columns > _COMMAS_PER_COLUMN * limits.max_columns:  # as the exact reader
-            raise _Refused(_too_wide(limits) + f"; a row has {row.actual_columns:,} cells")
+            raise _Refused(
+                _too_wide(limits)
+                + _("; a row has {cells:,} cells").format(cells=row.actual_columns)
+            )
     _check_columns(len(names), limits)
     _check_rows(table.num_rows, limits)
     if ragged or len(set(names)) < len(names):
@@ -200,7 +208,10 @@ def _check_header_width(data: bytes, limits: ReadLimits) -> None:
     if b'"' in line:
         line = re.sub(rb'"[^"]*"', b"", line)
     if line.count(b",") + 1 > limits.max_columns:
-        raise _Refused(_too_wide(limits) + f"; the header names {line.count(b',') + 1:,}")
+        raise _Refused(
+            _too_wide(limits)
+            + _("; the header names {columns:,}").format(columns=line.count(b",") + 1)
+        )
 
 
 def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
@@ -221,7 +232,9 @@ def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
         for line in io.StringIO(data.decode("utf-8-sig"), newline=""):
             commas += line.count(",")
             if commas > most:
-                raise _Refused(_too_wide(limits) + f"; a row has more than {most:,} commas")
+                raise _Refused(
+                    _too_wide(limits) + _("; a row has more than {most:,} commas").format(most=most)
+                )
             yield line
 
     records = csv.reader(lines())
@@ -244,8 +257,10 @@ def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
                         number,
                         None,
                         None,
-                        f"at most {width} cells, as many as the header row names "
-                        f"(this row has {len(record)})",
+                        _(
+                            "at most {width} cells, as many as the header row names "
+                            "(this row has {cells})"
+                        ).format(width=width, cells=len(record)),
                     ),
                 )
                 continue
@@ -253,7 +268,9 @@ def _read_csv_exactly(data: bytes, file: str, limits: ReadLimits) -> Read:
             numbers.append(number)
     except csv.Error as exc:
         line = records.line_num
-        return None, ProblemList.whole_file(file, f"well-formed CSV (line {line}: {exc})")
+        return None, ProblemList.whole_file(
+            file, _("well-formed CSV (line {line}: {reason})").format(line=line, reason=exc)
+        )
     frame = pd.DataFrame(rows, columns=header, index=numbers, dtype="str")
     if not rows:
         frame = pd.DataFrame({name: pd.Series([], dtype="str") for name in header})
@@ -280,18 +297,20 @@ def _encoding_problem(file: str, data: bytes) -> Problem:
         offset = exc.start
     line = data.count(b"\n", 0, offset) + 1
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        guess = "the file looks like UTF-16 (Excel's “Unicode text”)"
+        guess = _("the file looks like UTF-16 (Excel's “Unicode text”)")
     elif _decodes(data, "gb18030"):
-        guess = "the file looks like GBK/GB18030 (what Excel saves on Chinese Windows)"
+        guess = _("the file looks like GBK/GB18030 (what Excel saves on Chinese Windows)")
     else:
-        guess = "the file is in some other encoding"
+        guess = _("the file is in some other encoding")
     return Problem(
         file,
         None,
         None,
         None,
-        f"UTF-8 text, but byte {offset} (0x{data[offset]:02X}, line {line}) is not UTF-8 "
-        f"and {guess}; {SAVE_AS_UTF8}",
+        _(
+            "UTF-8 text, but byte {offset} (0x{byte:02X}, line {line}) is not UTF-8 "
+            "and {guess}; {fix}"
+        ).format(offset=offset, byte=data[offset], line=line, guess=guess, fix=_(SAVE_AS_UTF8)),
     )
 
 
@@ -321,17 +340,23 @@ def _read_json(path: Path, file: str, limits: ReadLimits) -> Read:
         return None, ProblemList([_encoding_problem(file, data)])
     except json.JSONDecodeError as exc:
         return None, ProblemList.whole_file(
-            file, f"valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg.lower()})"
+            file,
+            _("valid JSON (line {line}, column {column}: {reason})").format(
+                line=exc.lineno, column=exc.colno, reason=exc.msg.lower()
+            ),
         )
     except RecursionError:
         return None, ProblemList.whole_file(file, _too_deep(limits))
     except ValueError as exc:  # int() refuses numbers of more than sys.get_int_max_str_digits()
         return None, ProblemList.whole_file(
-            file, f"JSON whose numbers can be read ({str(exc).split(':')[0].lower()})"
+            file,
+            _("JSON whose numbers can be read ({reason})").format(
+                reason=str(exc).split(":")[0].lower()
+            ),
         )
     if not isinstance(document, list):
         return None, ProblemList.whole_file(
-            file, 'a JSON list of objects, one per row: [{"uscc": …}, …]'
+            file, _('a JSON list of objects, one per row: [{{"uscc": …}}, …]').format()
         )
     _check_rows(len(document), limits)
     if any(_nesting(item) + 1 > limits.max_json_depth for item in document):
@@ -342,7 +367,9 @@ def _read_json(path: Path, file: str, limits: ReadLimits) -> Read:
     numbers: list[int] = []
     for number, item in enumerate(document, start=1):
         if not isinstance(item, dict):
-            problems.add(Problem(file, number, None, None, "an object {…} for each row"))
+            problems.add(
+                Problem(file, number, None, None, _("an object {{…}} for each row").format())
+            )
             continue
         names.update(dict.fromkeys(item))
         _check_columns(len(names), limits)
@@ -363,7 +390,7 @@ def _json_text(file: str, number: int, key: str, value: Any, problems: ProblemLi
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _number_text(value)
     text = json.dumps(value, ensure_ascii=False)
-    problems.add(Problem(file, number, key, _shortened(text), "text or a number"))
+    problems.add(Problem(file, number, key, _shortened(text), _("text or a number")))
     return text
 
 
@@ -383,10 +410,10 @@ def _nesting(value: Any) -> int:
 
 
 def _too_deep(limits: ReadLimits) -> str:
-    return (
-        f"JSON nested at most {limits.max_json_depth} levels deep (the max_json_depth limit; "
+    return _(
+        "JSON nested at most {depth} levels deep (the max_json_depth limit; "
         "a file of rows needs 2: a list of objects)"
-    )
+    ).format(depth=limits.max_json_depth)
 
 
 def _shortened(text: str, length: int = 200) -> str:
@@ -419,7 +446,7 @@ def _read_xlsx(path: Path, file: str, limits: ReadLimits) -> Read:
     """
     if not openpyxl.DEFUSEDXML:  # openpyxl parses with defusedxml only when it is installed
         raise _Refused(
-            "an .xlsx workbook, but workbooks cannot be read safely here (no defusedxml)"
+            _("an .xlsx workbook, but workbooks cannot be read safely here (no defusedxml)")
         )
     with path.open("rb") as handle:
         _check_archive(handle, limits)
@@ -451,8 +478,10 @@ def _check_archive(handle: BinaryIO, limits: ReadLimits) -> None:
     directory = _zip_directory_size(handle)
     if directory > _MAX_ZIP_DIRECTORY:
         raise _Refused(
-            f"an .xlsx workbook whose zip directory is at most {_MAX_ZIP_DIRECTORY:,} bytes "
-            f"(a workbook has a few dozen parts); this one's is {directory:,}"
+            _(
+                "an .xlsx workbook whose zip directory is at most {most:,} bytes "
+                "(a workbook has a few dozen parts); this one's is {size:,}"
+            ).format(most=_MAX_ZIP_DIRECTORY, size=directory)
         )
     try:
         with zipfile.ZipFile(handle) as archive:
@@ -461,8 +490,10 @@ def _check_archive(handle: BinaryIO, limits: ReadLimits) -> None:
         raise _Refused(_damaged(exc)) from None
     if declared > limits.max_workbook_bytes:
         raise _Refused(
-            f"an .xlsx workbook of at most {limits.max_workbook_bytes:,} bytes uncompressed "
-            f"(the max_workbook_bytes limit); this one declares {declared:,}"
+            _(
+                "an .xlsx workbook of at most {most:,} bytes uncompressed "
+                "(the max_workbook_bytes limit); this one declares {size:,}"
+            ).format(most=limits.max_workbook_bytes, size=declared)
         )
 
 
@@ -480,7 +511,9 @@ def _zip_directory_size(handle: BinaryIO) -> int:
 
 
 def _damaged(exc: BaseException) -> str:
-    return f"an Excel .xlsx workbook; this file is not one or is damaged ({exc!s:.80})"
+    return _("an Excel .xlsx workbook; this file is not one or is damaged ({reason})").format(
+        reason=f"{exc!s:.80}"
+    )
 
 
 def _sheet_table(workbook: Any, limits: ReadLimits) -> tuple[list[str], list[list[str]], list[int]]:
@@ -490,7 +523,7 @@ def _sheet_table(workbook: Any, limits: ReadLimits) -> tuple[list[str], list[lis
     numbers: list[int] = []
     sheets = workbook.worksheets
     if not sheets:
-        raise _Refused("an .xlsx workbook with a worksheet (this one has none)")
+        raise _Refused(_("an .xlsx workbook with a worksheet (this one has none)"))
     for number, values in _sheet_rows(sheets[0], limits):
         cells = [_cell_text(value) for value in values]
         if number == 1:
@@ -544,9 +577,13 @@ def _sheet_rows(sheet: Any, limits: ReadLimits) -> Iterator[tuple[int, list[Any]
                             raise _Refused(_too_wide(limits))
                         if elements > _ELEMENTS_PER_CELL * limits.max_columns:
                             raise _Refused(
-                                f"at most {_ELEMENTS_PER_CELL * limits.max_columns:,} XML "
-                                f"elements in a row ({_ELEMENTS_PER_CELL} per column of the "
-                                "max_columns limit)"
+                                _(
+                                    "at most {most:,} XML elements in a row ({each} per "
+                                    "column of the max_columns limit)"
+                                ).format(
+                                    most=_ELEMENTS_PER_CELL * limits.max_columns,
+                                    each=_ELEMENTS_PER_CELL,
+                                )
                             )
                     continue
                 open_elements.pop()
@@ -567,8 +604,10 @@ def _sheet_rows(sheet: Any, limits: ReadLimits) -> Iterator[tuple[int, list[Any]
             number, found = row
             if number <= last or number > EXCEL_ROWS:
                 raise _Refused(
-                    f"rows numbered in increasing order from 1 to at most {EXCEL_ROWS:,} "
-                    f"(row {number} comes after row {last})"
+                    _(
+                        "rows numbered in increasing order from 1 to at most {most:,} "
+                        "(row {row} comes after row {last})"
+                    ).format(most=EXCEL_ROWS, row=number, last=last)
                 )
             _check_rows(number - 1, limits)
             last = number
@@ -582,8 +621,11 @@ def _sheet_rows(sheet: Any, limits: ReadLimits) -> Iterator[tuple[int, list[Any]
 
 
 def _too_wide(limits: ReadLimits, column: str | None = None) -> str:
-    reaches = f"; a row reaches column {column}" if column else ""
-    return f"at most {limits.max_columns:,} columns (the max_columns limit){reaches}"
+    reaches = _("; a row reaches column {column}").format(column=column) if column else ""
+    return (
+        _("at most {most:,} columns (the max_columns limit)").format(most=limits.max_columns)
+        + reaches
+    )
 
 
 def _cell_text(value: Any) -> str:
@@ -620,14 +662,18 @@ def _read_parquet(path: Path, file: str, limits: ReadLimits) -> Read:
         _check_rows(metadata.num_rows, limits)
         nested = [field.name for field in schema if pa.types.is_nested(field.type)]
         if nested:
-            raise _Refused(f"a Parquet file of flat columns; {nested[0]} holds lists or records")
+            raise _Refused(
+                _("a Parquet file of flat columns; {column} holds lists or records").format(
+                    column=nested[0]
+                )
+            )
         if limits.max_decoded_bytes is None:  # the command line's own files: read at full speed
             table = pq.read_table(path)
         else:
             table = _read_parquet_within(path, schema, metadata.num_rows, limits)
     except (pa.ArrowException, ValueError) as exc:
         return None, ProblemList.whole_file(
-            file, f"a Parquet file that can be read ({type(exc).__name__})"
+            file, _("a Parquet file that can be read ({reason})").format(reason=type(exc).__name__)
         )
     frame = table.to_pandas(date_as_object=False)
     frame = frame.reset_index(drop=frame.index.names == [None])
@@ -681,8 +727,10 @@ def _decoded_size(column: pa.ChunkedArray) -> int:
 def _check_decoded(size: int, limits: ReadLimits) -> None:
     if limits.max_decoded_bytes is not None and size > limits.max_decoded_bytes:
         raise _Refused(
-            f"a Parquet file of at most {limits.max_decoded_bytes:,} bytes of data once "
-            f"decoded (the max_decoded_bytes limit); this one holds at least {size:,}"
+            _(
+                "a Parquet file of at most {most:,} bytes of data once "
+                "decoded (the max_decoded_bytes limit); this one holds at least {size:,}"
+            ).format(most=limits.max_decoded_bytes, size=size)
         )
 
 
@@ -700,14 +748,15 @@ def _check_rows(count: int, limits: ReadLimits) -> None:
     """Refuse a file over `max_rows` data rows (checked as they are read, where possible)."""
     if limits.max_rows is not None and count > limits.max_rows:
         raise _Refused(
-            f"at most {limits.max_rows:,} data rows in one file (the max_rows limit); "
-            "split the file"
+            _("at most {most:,} data rows in one file (the max_rows limit); split the file").format(
+                most=limits.max_rows
+            )
         )
 
 
 def _check_columns(count: int, limits: ReadLimits) -> None:
     if count > limits.max_columns:
-        raise _Refused(_too_wide(limits) + f"; this file has {count:,}")
+        raise _Refused(_too_wide(limits) + _("; this file has {columns:,}").format(columns=count))
 
 
 def _scrub(text: str, path: Path, file: str) -> str:
@@ -727,7 +776,7 @@ def _drop_unnamed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
         if not label:
             if not (frame.iloc[:, position] != "").any():
                 continue
-            label = f"(unnamed column {get_column_letter(position + 1)})"
+            label = _("(unnamed column {letter})").format(letter=get_column_letter(position + 1))
         keep.append(position)
         names.append(label)
     if len(keep) == len(frame.columns):
@@ -737,9 +786,10 @@ def _drop_unnamed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
 
 def _unknown_extension(file: str, suffix: str) -> Problem:
     accepted = ", ".join(EXTENSIONS)
-    hint = " (save old .xls workbooks as .xlsx)" if suffix.lower() == ".xls" else ""
-    found = f"'{suffix}'" if suffix else "no extension"
-    return Problem(file, None, None, None, f"a file ending in {accepted}, not {found}{hint}")
+    hint = _(" (save old .xls workbooks as .xlsx)") if suffix.lower() == ".xls" else ""
+    found = f"'{suffix}'" if suffix else _("no extension")
+    expected = _("a file ending in {accepted}, not {found}").format(accepted=accepted, found=found)
+    return Problem(file, None, None, None, expected + hint)
 
 
 def _number_text(value: float) -> str:

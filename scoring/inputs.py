@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 
 from scoring import uscc as credit_code
 from scoring.errors import InputError, Problem
+from scoring.i18n import _
 from scoring.problems import MAX_PROBLEMS, ProblemList, raise_problems
 from scoring.rules import RuleSet
 from scoring.uscc_columns import listed, organisation_valid, registered_in
@@ -261,7 +262,7 @@ def validate(
     raise_problems(*groups)
     if institutions is None or findings is None:
         unread = institutions_file if institutions is None else findings_file
-        raise InputError([Problem(unread, None, None, None, "a file that can be read")])
+        raise InputError([Problem(unread, None, None, None, _("a file that can be read"))])
     return institutions, findings
 
 
@@ -371,13 +372,15 @@ class _Table:
         for name in counts:
             if counts[name] > 1:
                 if len(spellings[name]) == 1:  # two languages: reported as a mixed header
-                    self.whole_file(self.show(name), "each column once (this header appears twice)")
+                    self.whole_file(
+                        self.show(name), _("each column once (this header appears twice)")
+                    )
             elif name not in known:
                 self.whole_file(name, self._unknown_column(name))
         for name in self.spec.required:
             if name not in counts:
                 self.whole_file(
-                    self.show(name), "this required column (it is missing from the header)"
+                    self.show(name), _("this required column (it is missing from the header)")
                 )
         keep = [n for n in self.spec.order if counts[n] == 1 or len(spellings.get(n, ())) > 1]
         positions = [names.index(n) for n in keep]  # a field written in both languages: the first
@@ -392,14 +395,19 @@ class _Table:
     def _unknown_column(self, name: str) -> str:
         listed = ", ".join(self.show(n) for n in self.spec.order)
         if not name:
-            return f"a name in the header row for this column (known columns: {listed})"
+            return _("a name in the header row for this column (known columns: {listed})").format(
+                listed=listed
+            )
         shown = [self.show(n) for n in self.spec.order]
         hint = _HEADER_HINTS.get(name)
         guess = self.show(hint) if hint in self.spec.order else _closest(name, shown)
         if guess is None and not self.chinese:
             guess = _closest(name, self.spec.order)
-        said = f"did you mean {guess!r}? " if guess else ""
-        return f"no such column ({said}known columns: {listed})"
+        if guess:
+            return _("no such column (did you mean {guess!r}? known columns: {listed})").format(
+                guess=guess, listed=listed
+            )
+        return _("no such column (known columns: {listed})").format(listed=listed)
 
     # Problems ------------------------------------------------------------------------------
 
@@ -501,7 +509,7 @@ class _Table:
             text = self.constant(self.default(name)) if raw is None else _as_text(raw)
         has_nul = _mask(text.str.contains("\x00", regex=False))
         if has_nul.any():
-            self.report(has_nul, name, text, lambda _: "text without NUL (\\x00) characters")
+            self.report(has_nul, name, text, lambda value: _("text without NUL (\\x00) characters"))
         return text
 
     def coded(self, name: str) -> _Coded:
@@ -548,7 +556,9 @@ def _check_unique(table: _Table, codes: pd.Series) -> None:
         repeated,
         "uscc",
         codes,
-        lambda code: f"each institution listed once: this code is already on row {first[code]}",
+        lambda code: _("each institution listed once: this code is already on row {row}").format(
+            row=first[code]
+        ),
     )
 
 
@@ -596,8 +606,10 @@ def _finding_codes(
 
     def expected(code: str) -> str:
         return credit_code.problem(code.strip()) or (
-            "the credit code of an institution in the institutions file "
-            "(no institution there has this code)"
+            _(
+                "the credit code of an institution in the institutions file "
+                "(no institution there has this code)"
+            )
         )
 
     return table.check("uscc", lambda column: listed(column, codes), expected)
@@ -608,12 +620,13 @@ def _enum(table: _Table, name: str, choices: tuple[str, ...], kind: str) -> pd.S
     words = CHINESE_VALUES[kind]
 
     def expected(value: str) -> str:
-        text = (
-            f"one of {', '.join(choices)} (or {'、'.join(words)}; "
-            f"empty means {table.default(name)})"
+        text = _("one of {choices} (or {words}; empty means {default})").format(
+            choices=", ".join(choices), words="、".join(words), default=table.default(name)
         )
         guess = words.get(value.strip()) or _closest(value, choices)
-        return f"{text}; did you mean {guess!r}?" if guess else text
+        return (
+            _("{text}; did you mean {guess!r}?").format(text=text, guess=guess) if guess else text
+        )
 
     return _replace(table.check(name, _one_of([*choices, *words]), expected), words)
 
@@ -625,13 +638,15 @@ def _indicators(table: _Table, rules: RuleSet) -> pd.Series:
     names = indicator_names(rules)
 
     def expected(value: str) -> str:
-        text = (
-            f"an indicator or veto of rules {rules.version}: its code, its annex number "
+        text = _(
+            "an indicator or veto of rules {version}: its code, its annex number "
             "(12 or 第12项) or its exact Chinese title"
-        )
+        ).format(version=rules.version)
         guess = _closest(value, codes) or _closest(value, list(names), cutoff=0.8)
         guess = names.get(guess or "", guess)
-        return f"{text}; did you mean {guess!r}?" if guess else f"{text} (listed in rules/)"
+        if guess:
+            return _("{text}; did you mean {guess!r}?").format(text=text, guess=guess)
+        return _("{text} (listed in rules/)").format(text=text)
 
     return _replace(table.check("indicator", _one_of([*codes, *names]), expected), names)
 
@@ -673,10 +688,13 @@ def _finding_ids(table: _Table) -> pd.Series:
         pa.array(ids, type=pa.large_string(), from_pandas=True), r"^[^\s\x00]{1,64}$"
     )
     bad = ~empty & ~np.asarray(shaped.fill_null(False), dtype=bool)
-    table.report(bad, "finding_id", raw, lambda _: "an id of 1-64 characters without spaces")
+    table.report(bad, "finding_id", raw, lambda value: _("an id of 1-64 characters without spaces"))
     repeated = ~empty & ~bad & _mask(ids.duplicated(keep=False))
     table.report(
-        repeated, "finding_id", raw, lambda _: f"a {table.show('finding_id')} used once in the file"
+        repeated,
+        "finding_id",
+        raw,
+        lambda value: _("a {column} used once in the file").format(column=table.show("finding_id")),
     )
     if empty.any():
         ids = ids.copy()
@@ -837,32 +855,34 @@ def _display(value: Any) -> str:
 
 
 def _required(name: str) -> Explain:
-    return lambda value: f"a value: {name} is required"
+    return lambda value: _("a value: {column} is required").format(column=name)
 
 
 def _code_expected(code: str) -> str:
-    return credit_code.problem(code.strip()) or "a valid unified social credit code"
+    return credit_code.problem(code.strip()) or _("a valid unified social credit code")
 
 
 def _district_expected(value: str) -> str:
-    return "6 digits (GB/T 2260 district code, e.g. 120111 for 西青区)"
+    return _("6 digits (GB/T 2260 district code, e.g. 120111 for 西青区)")
 
 
 def _count_expected(value: str) -> str:
-    return f"a whole number from 1 to {MAX_COUNT:,} (empty means 1)"
+    return _("a whole number from 1 to {most:,} (empty means 1)").format(most=MAX_COUNT)
 
 
 def _date_expected(value: str) -> str:
     text = value.strip()
     if not _ISO_DATE.fullmatch(text):
-        return "a date written YYYY-MM-DD (ISO 8601), e.g. 2023-05-17"
+        return _("a date written YYYY-MM-DD (ISO 8601), e.g. 2023-05-17")
     year, month, day = (int(part) for part in text.split("-"))
     if year < 1:
-        return "a date that exists: the year must be 0001 or later"
+        return _("a date that exists: the year must be 0001 or later")
     if not 1 <= month <= 12:
-        return "a date that exists: the month must be 01–12"
+        return _("a date that exists: the month must be 01–12")
     days = calendar.monthrange(year, month)[1]
-    return f"a date that exists: {year:04d}-{month:02d} has days 01–{days:02d}, not {day:02d}"
+    return _(
+        "a date that exists: {year:04d}-{month:02d} has days 01–{days:02d}, not {day:02d}"
+    ).format(year=year, month=month, days=days, day=day)
 
 
 def _closest(value: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
@@ -876,9 +896,10 @@ def _contract_name(name: str) -> str:
 
 
 def _mixed_header(english: list[str], chinese: list[str]) -> str:
-    both = [f"{n} and {c}" for n in english for c in chinese if _contract_name(c) == n]
-    twice = f"; {', '.join(both)} name the same field" if both else ""
-    return (
+    pairs = [(n, c) for n in english for c in chinese if _contract_name(c) == n]
+    both = [_("{english} and {chinese}").format(english=n, chinese=c) for n, c in pairs]
+    twice = _("; {pairs} name the same field").format(pairs=", ".join(both)) if both else ""
+    return _(
         "a header row in one language, all English or all Chinese; this one mixes English "
-        f"({', '.join(english)}) with Chinese ({', '.join(chinese)}){twice}"
-    )
+        "({english}) with Chinese ({chinese}){twice}"
+    ).format(english=", ".join(english), chinese=", ".join(chinese), twice=twice)

@@ -19,6 +19,8 @@ checks for a whole column at once.
 
 from __future__ import annotations
 
+from scoring.i18n import _
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """The 31 characters a code may use; a character's value is its index (no I, O, S, V, Z)."""
 
@@ -74,32 +76,41 @@ def is_valid(code: str) -> bool:
 def structure_problem(code: str) -> str | None:
     """Which position of an 18-character code of the alphabet breaks the structure, or None."""
     if code[0] not in DEPARTMENTS:
-        return f"position 1 (registration department) must be 1–9, A, N or Y, not {code[0]!r}"
+        return _(
+            "position 1 (registration department) must be 1–9, A, N or Y, not {found!r}"
+        ).format(found=code[0])
     if code[1] not in DIGITS:
-        return f"position 2 (category) must be a digit, not {code[1]!r}"
+        return _("position 2 (category) must be a digit, not {found!r}").format(found=code[1])
     for position in range(3, 9):
         if code[position - 1] not in DIGITS:
-            return (
-                f"position {position} must be a digit, not {code[position - 1]!r} "
+            return _(
+                "position {position} must be a digit, not {found!r} "
                 "(positions 3–8 are an administrative-division code)"
-            )
+            ).format(position=position, found=code[position - 1])
     return None
 
 
 def problem(code: str) -> str | None:
     """What is wrong with `code`, in words a supervisor can act on; None when it is valid."""
     if len(code) != LENGTH:
-        return f"a credit code has {LENGTH} characters, this one has {len(code)}"
+        return _("a credit code has {length} characters, this one has {found}").format(
+            length=LENGTH, found=len(code)
+        )
     bad = [(i, ch) for i, ch in enumerate(code, start=1) if ch not in _VALUE]
     if bad:
-        where = ", ".join(f"{ch!r} at position {i}" for i, ch in bad)
-        return f"characters not allowed: {where} (only {ALPHABET})"
+        at = _("{found!r} at position {position}")
+        where = ", ".join(at.format(found=ch, position=i) for i, ch in bad)
+        return _("characters not allowed: {where} (only {alphabet})").format(
+            where=where, alphabet=ALPHABET
+        )
     broken = structure_problem(code)
     if broken:
-        return f"{broken} (GB 32100-2015)"
+        return _("{broken} (GB 32100-2015)").format(broken=broken)
     expected = check_character(code[:17])
     if expected != code[17]:
-        return f"check character should be {expected!r}, not {code[17]!r} (GB 32100-2015)"
+        return _("check character should be {expected!r}, not {found!r} (GB 32100-2015)").format(
+            expected=expected, found=code[17]
+        )
     return None
 
 
@@ -109,11 +120,11 @@ def organisation_code_problem(code: str) -> str | None:
     expected = organisation_check_character(organisation[:8])
     if organisation[8] == expected:
         return None
-    return (
-        f"positions 9–17 ({organisation}) to pass the organisation code check (GB 11714: "
-        f"position 17 would be {expected!r}, not {organisation[8]!r}); every real code passes "
+    return _(
+        "positions 9–17 ({organisation}) to pass the organisation code check (GB 11714: "
+        "position 17 would be {expected!r}, not {found!r}); every real code passes "
         "it, so check the code was copied right (accepted all the same)"
-    )
+    ).format(organisation=organisation, expected=expected, found=organisation[8])
 
 
 def district_problem(code: str, district_code: str) -> str | None:
@@ -121,11 +132,11 @@ def district_problem(code: str, district_code: str) -> str | None:
     registered = code[2:8]
     if registered == district_code:
         return None
-    return (
-        f"positions 3–8 ({registered}, the registering authority's division) to equal "
-        f"district_code {district_code}: check the code or the district (accepted all the "
+    return _(
+        "positions 3–8 ({registered}, the registering authority's division) to equal "
+        "district_code {district}: check the code or the district (accepted all the "
         "same: a body may be registered elsewhere)"
-    )
+    ).format(registered=registered, district=district_code)
 
 
 def warnings(code: str, district_code: str | None = None) -> list[str]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# The suite asserts English messages: set before anything builds a message or Typer's help,
+# and inherited by every process a test starts. tests/test_i18n.py checks the Chinese default.
+os.environ["CREDIT_LANG"] = "en"
 import shutil
 import uuid
 from collections.abc import Iterator
