@@ -25,7 +25,13 @@ from sqlalchemy.exc import IntegrityError
 
 from scoring.errors import Problem
 from scoring.input_files import DEFAULT_LIMITS, read_raw
-from scoring.inputs import Checked, validate_findings, validate_institutions, warnings_of
+from scoring.inputs import (
+    ENGLISH_NAMES,
+    Checked,
+    validate_findings,
+    validate_institutions,
+    warnings_of,
+)
 from scoring.inspections import (
     is_inspections,
     reference_column,
@@ -48,8 +54,9 @@ _CHUNK = 1 << 20
 
 
 def is_findings(raw: pd.DataFrame) -> bool:
-    """A findings file names an indicator; an institutions file does not."""
-    return "indicator" in {str(c).strip() for c in raw.columns}
+    """A findings file names an indicator (`indicator` or 指标); an institutions file does not."""
+    names = {str(c).strip().lstrip("\ufeff").strip() for c in raw.columns}
+    return "indicator" in {ENGLISH_NAMES.get(n, n) for n in names}
 
 
 Files = list[tuple[str, pd.DataFrame]]
