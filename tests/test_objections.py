@@ -319,8 +319,25 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
         headers=supervisor,
     )
     assert again.status_code == 409
+    corrected = client.get("/v1/objections/corrections", params={"year": 2023})  # anonymous
+    assert [
+        (c["objection_id"], c["before_grade"], c["after_grade"], c["published_revision"])
+        for c in corrected.json()
+    ] == [(objection["id"], "D", None, None)]
     published = client.post("/v1/ratings/2023/publish", json={}, headers=supervisor)
     assert published.status_code == 200, published.text
+    [change] = client.get("/v1/objections/corrections", params={"year": 2023}).json()
+    assert change == {
+        "objection_id": objection["id"],
+        "year": 2023,
+        "uscc": BOWEN,
+        "finding_id": PENALTY,
+        "draft_revision": 2,
+        "before_revision": 1,
+        "before_grade": "D",
+        "published_revision": 2,
+        "after_grade": "C",
+    }
     revisions = client.get("/v1/ratings/2023/revisions", headers=supervisor).json()
     assert [(r["revision"], f"#{objection['id']}" in (r["reason"] or "")) for r in revisions] == [
         (1, False),

@@ -172,6 +172,50 @@ def _correction_reason(conn: Connection, objection: dict[str, Any], published: i
     return f"异议 {ids} 成立，撤销认定 {revoked}"
 
 
+@dataclass(frozen=True)
+class Correction:
+    """An upheld objection and what it changed: the institution's grade in the revision the
+    correction superseded and in the published correction (None while it is not published)."""
+
+    objection_id: int
+    year: int
+    uscc: str
+    finding_id: str | None
+    draft_revision: int | None
+    before_revision: int
+    before_grade: str
+    published_revision: int | None
+    after_grade: str | None
+
+
+def corrections(conn: Connection, *, year: int) -> list[Correction]:
+    """Which grades of `year` were corrected after an objection (for the history and the
+    public page): each upheld objection, the revision before and the correction that
+    published it (the first published revision at or after its draft, which includes it)."""
+    published = [s for s in snapshots.revisions(conn, year=year) if s.status == "published"]
+    found = []
+    for o in listing(conn, year=year, status=ObjectionStatus.upheld):
+        draft = o["correction_revision"]
+        after = next((s for s in published if draft is not None and s.revision >= draft), None)
+        before_revision = after.supersedes if after and after.supersedes else o["revision"]
+        before = snapshots.row_of(conn, snapshots.get(conn, year, before_revision), o["uscc"])
+        after_grade = snapshots.row_of(conn, after, o["uscc"])["grade"] if after else None
+        found.append(
+            Correction(
+                objection_id=o["id"],
+                year=year,
+                uscc=o["uscc"],
+                finding_id=o["finding_id"],
+                draft_revision=draft,
+                before_revision=before_revision,
+                before_grade=before["grade"],
+                published_revision=after.revision if after else None,
+                after_grade=after_grade,
+            )
+        )
+    return found
+
+
 def get(conn: Connection, objection_id: int) -> dict[str, Any]:
     row = conn.execute(select(objections).where(objections.c.id == objection_id)).first()
     if row is None:

@@ -9,7 +9,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from pydantic import Field
 
-from service.api.deps import EngineDep, OptionalYear, Reader, RulesDep, SettingsDep, Supervisor
+from service.api.caches.responses import cached
+from service.api.deps import (
+    Anyone,
+    EngineDep,
+    OptionalYear,
+    Reader,
+    RulesDep,
+    SettingsDep,
+    Supervisor,
+    YearQuery,
+)
 from service.api.problems import responses
 from service.api.schemas import NO_NUL, USCC, Reason, SnapshotPublic, Strict, Year
 from service.core import clock
@@ -59,6 +69,20 @@ class ResolutionPublic(Strict):
     )
 
 
+class CorrectionPublic(Strict):
+    """An upheld objection and the grade it corrected (no text: that stays with supervisors)."""
+
+    objection_id: int
+    year: int
+    uscc: str
+    finding_id: str | None
+    draft_revision: int | None
+    before_revision: int
+    before_grade: str
+    published_revision: int | None = Field(description="None: the correction is not published")
+    after_grade: str | None
+
+
 router = APIRouter(prefix="/v1/objections", tags=["objections"])
 
 
@@ -103,6 +127,21 @@ def list_objections(
 ) -> list[ObjectionPublic]:
     with reading(engine) as conn:
         return [ObjectionPublic(**r) for r in objections.listing(conn, year=year, status=status)]
+
+
+@router.get(
+    "/corrections",
+    response_model=list[CorrectionPublic],
+    responses=responses(401, 422),
+    summary="Which grades of a year were corrected after an upheld objection",
+)
+@cached(query=["year"])
+def list_corrections(year: YearQuery, who: Anyone, engine: EngineDep) -> list[CorrectionPublic]:
+    """Public: each upheld objection of the year, the grade in the revision before and in the
+    published correction that includes it (null until it is published)."""
+    with reading(engine) as conn:
+        found = objections.corrections(conn, year=year)
+    return [CorrectionPublic.model_validate(c, from_attributes=True) for c in found]
 
 
 @router.post(
