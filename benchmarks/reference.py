@@ -34,7 +34,8 @@ def rate_reference(
     institutions: pd.DataFrame, findings: pd.DataFrame, force: RulesInForce
 ) -> list[ReferenceRating]:
     """Rate every institution of `institutions`, in its row order, for `force.year`."""
-    first, last = date(force.year, 1, 1), date(force.year, 12, 31)
+    # not before the measure was issued: it is not retroactive
+    first, last = max(date(force.year, 1, 1), force.info.issued_on), date(force.year, 12, 31)
     # Plain Python values, one list per column (dates as datetime.date).
     rows = zip(
         findings["uscc"].tolist(),

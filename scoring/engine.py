@@ -13,6 +13,8 @@ institutions have unique `uscc` and a `name`; findings have `uscc`, `indicator`,
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -36,16 +38,26 @@ def dated_in(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
     )
 
 
-def counted(findings: pd.DataFrame, year: int) -> npt.NDArray[np.bool_]:
-    """Which findings count for `year`: active ones that occurred in that calendar year."""
-    return dated_in(findings, year) & findings["status"].eq("active").to_numpy(dtype=bool)
+def counted(findings: pd.DataFrame, year: int, since: date | None = None) -> npt.NDArray[np.bool_]:
+    """Which findings count for `year`: active ones that occurred in that calendar year, and
+    not before `since` (the day the measure came into force: it is not retroactive)."""
+    keep = dated_in(findings, year) & findings["status"].eq("active").to_numpy(dtype=bool)
+    if since is not None and since > date(year, 1, 1):
+        day = findings["occurred_on"].to_numpy().astype("datetime64[D]")
+        keep &= day >= np.datetime64(since.isoformat())
+    return keep
 
 
 def units_lost(
-    institutions: pd.DataFrame, findings: pd.DataFrame, codes: list[str], year: int
+    institutions: pd.DataFrame,
+    findings: pd.DataFrame,
+    codes: list[str],
+    year: int,
+    since: date | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Matrix (institution × code) of the units counted against each institution in `year`."""
-    keep = np.flatnonzero(counted(findings, year))
+    """Matrix (institution × code) of the units counted against each institution in `year`
+    (from `since`, when the measure came into force during the year)."""
+    keep = np.flatnonzero(counted(findings, year, since))
     # Match every row, then keep the counted ones: filtering the frame first copied all its
     # columns (10M rows of ids, references and notes), which cost more than the matching.
     who = positions(findings["uscc"], institutions["uscc"])[keep]
@@ -94,7 +106,9 @@ def rate(
         raise ScoringError(_("institution list has duplicate credit codes"))
     indicator_codes = [i.code for i in force.indicators]
     veto_codes = [v.code for v in force.vetoes]
-    units = units_lost(institutions, findings, indicator_codes + veto_codes, force.year)
+    units = units_lost(
+        institutions, findings, indicator_codes + veto_codes, force.year, force.counts_from
+    )
     kept = _points_kept(units[:, : len(indicator_codes)], force)
     vetoed_by = units[:, len(indicator_codes) :] > 0
 

@@ -187,11 +187,17 @@ def _explain(
     not_counted = []
     for record in findings:
         finding = _cite(record)
-        if finding.status == "active":
-            by_code.setdefault(record["indicator"], []).append(finding)
-        else:
+        if finding.status != "active":
             reason = f"status {finding.status}: kept on record, not counted"
             not_counted.append(NotCounted(finding=finding, reason=reason))
+        elif finding.occurred_on < force.counts_from:
+            reason = (
+                f"dated before the measure came into force on {force.info.issued_on}: "
+                "not counted (not retroactive)"
+            )
+            not_counted.append(NotCounted(finding=finding, reason=reason))
+        else:
+            by_code.setdefault(record["indicator"], []).append(finding)
     band = next(b for b in force.bands if b.grade == row["grade"])
     return Explanation(
         uscc=str(row["uscc"]),

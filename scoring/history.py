@@ -148,9 +148,9 @@ def _rows(
     now = rate(institutions, findings, force)
     later = rate(institutions, findings, next_force)
 
-    penalties = counted(findings, next_force.year) & findings["indicator"].eq(
-        PENALTY_INDICATOR
-    ).to_numpy(dtype=bool)
+    penalties = counted(findings, next_force.year, next_force.counts_from) & findings[
+        "indicator"
+    ].eq(PENALTY_INDICATOR).to_numpy(dtype=bool)
     penalised = institutions["uscc"].isin(findings["uscc"][penalties]).to_numpy(dtype=bool)
     lowest = later["grade"].eq(next_force.lowest_grade.grade).to_numpy(dtype=bool)
     outcome = penalised | later["vetoed"].to_numpy(dtype=bool) | lowest

@@ -260,6 +260,12 @@ class RulesInForce:
         return self.info.version
 
     @property
+    def counts_from(self) -> date:
+        """The first day whose findings count: 1 January, or the day the measure came into
+        force in its first year (2022-12-03; it is not retroactive)."""
+        return max(date(self.year, 1, 1), self.info.issued_on)
+
+    @property
     def lowest_grade(self) -> Band:
         return self.bands[-1]
 

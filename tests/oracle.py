@@ -6,7 +6,8 @@ no code with `scoring.engine`:
 
 1. The values that rate a year are those in force on its 31 December.
 2. Each indicator starts at its full points.
-3. A finding counts when it is active and occurred within the calendar year.
+3. A finding counts when it is active and occurred within the calendar year, and not before
+   the measure was issued (it is not retroactive: in 2022, only 3–31 December counts).
 4. An all-or-nothing indicator loses all its points on any counted finding; a per-unit
    indicator loses deduction × count for each, and never goes below 0 (扣完为止).
 5. The score is the sum of the indicator scores; the grade is the band of the scale that
@@ -61,12 +62,13 @@ def as_date(value: Any) -> date:
     return pd.Timestamp(value).date()
 
 
-def finding_counts(finding: Mapping[str, Any], year: int) -> bool:
-    """Active, and occurred between 1 January and 31 December of `year` inclusive."""
+def finding_counts(finding: Mapping[str, Any], year: int, issued_on: date) -> bool:
+    """Active, occurred between 1 January and 31 December of `year` inclusive, and not before
+    the measure was issued."""
     if finding.get("status", "active") != "active":
         return False
     day = as_date(finding["occurred_on"])
-    return date(year, 1, 1) <= day <= date(year, 12, 31)
+    return date(year, 1, 1) <= day <= date(year, 12, 31) and day >= issued_on
 
 
 def bands_in_force(rules: RuleSet, year: int, scale: str | None = None) -> list[Band]:
@@ -107,7 +109,7 @@ def rate_one(
     lost: dict[str, int] = {code: 0 for code in full}
     vetoed: set[str] = set()
     for finding in findings:
-        if finding["uscc"] != uscc or not finding_counts(finding, year):
+        if finding["uscc"] != uscc or not finding_counts(finding, year, rules.info.issued_on):
             continue
         code = finding["indicator"]
         count = int(finding.get("count", 1))

@@ -156,7 +156,8 @@ def capping_rows(draw: st.DrawFn, codes: Sequence[str], year: int) -> dict[str, 
         finding_rows(
             codes,
             indicator=st.just(code),
-            occurred_on=years_dates(year),
+            # counted: not before the measure came into force (3 December 2022)
+            occurred_on=st.dates(max(date(year, 1, 1), RULES.info.issued_on), last_day),
             status=st.just("active"),
         )
     )

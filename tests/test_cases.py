@@ -52,7 +52,12 @@ class CaseFinding(_Strict):
         return code
 
     def counts_in(self, year: int) -> bool:
-        return self.status == "active" and self.occurred_on.year == year
+        # and not before the measure came into force: it is not retroactive
+        return (
+            self.status == "active"
+            and self.occurred_on.year == year
+            and self.occurred_on >= RULES.info.issued_on
+        )
 
 
 class Case(_Strict):

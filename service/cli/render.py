@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -71,7 +72,7 @@ def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
     titles = {v.code: v.title for v in force.vetoes}
     table = Table(
         title=f"{force.year}年度 学科类校外培训机构信用评价结果 · {force.scale.title}",
-        caption=f"规则版本 {force.version} · {force.content_hash[:19]}…",
+        caption=f"规则版本 {force.version} · {force.content_hash[:19]}…" + period_note(force),
         box=box.SIMPLE_HEAD,
     )
     table.add_column("序号", justify="right")
@@ -87,6 +88,17 @@ def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
         vetoes = "；".join(titles[c] for c in row["vetoes"])
         table.add_row(str(n), row["uscc"], row["name"], str(row["score"]), grade, vetoes)
     return table
+
+
+def period_note(force: RulesInForce) -> str:
+    """When the measure came into force during the year rated: which findings counted."""
+    start = force.counts_from
+    if start == date(force.year, 1, 1):
+        return ""
+    return (
+        f"\n本年度仅计入 {start.isoformat()} 至 {force.year}-12-31 的认定记录"
+        f"（办法自 {force.info.issued_on.isoformat()} 起施行，不溯及既往）"
+    )
 
 
 def grade_summary(rating: pd.DataFrame, force: RulesInForce) -> str:
