@@ -40,6 +40,7 @@ EXPECTED = {  # the key routes; a route missing here is still checked above
     ("POST", "/v1/ratings/{year}/publish"): SUPERVISOR,
     ("GET", "/v1/ratings/{year}"): PUBLIC,
     ("GET", "/v1/ratings/{year}/revisions"): READER,
+    ("GET", "/v1/ratings/{year}/export.xlsx"): READER,
     ("GET", "/v1/ratings/{year}/{uscc}"): PUBLIC,
     ("POST", "/v1/evaluate"): READER,
     ("GET", "/v1/rules"): PUBLIC,
