@@ -35,7 +35,7 @@ def chromium_path() -> str | None:
     """The Chromium executable to drive, or None when this machine has none."""
     named = os.environ.get("CREDIT_TEST_CHROMIUM")
     if named:
-        return named if os.access(named, os.X_OK) else None
+        return named if os.path.isfile(named) and os.access(named, os.X_OK) else None
     for name in NAMES:
         found = shutil.which(name)
         if found:
