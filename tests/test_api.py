@@ -533,6 +533,8 @@ def test_imports_over_http_keep_chinese_text_and_store_all_or_nothing(
         "institutions_updated": 0,
         "findings_added": 3,
         "findings_unchanged": 0,
+        "inspections_added": 0,
+        "inspections_unchanged": 0,
         "warnings_total": 2,
     }
     # MJ070000 has the GB 11714 check character 6 (Σ = 269, 269 mod 11 = 5, 11 − 5 = 6), so
