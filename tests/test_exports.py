@@ -24,6 +24,8 @@ import openpyxl
 import pytest
 from sqlalchemy import Engine, select, update
 
+from scoring.explain import Explanation
+from scoring.lift import lift
 from scoring.shipped import load_rules
 from service.core.clock import now
 from service.core.database import reading, writing
@@ -122,11 +124,18 @@ def check_workbook(data: bytes, engine: Engine, snap: Snapshot) -> None:
     # Points: every institution, every indicator's points under "number title".
     header, *table = book["指标得分"]
     indicator_headers = {i.code: f"{i.rule.number} {i.rule.title}" for i in force.indicators}
-    assert list(header) == [*exports.POINT_COLUMNS, *indicator_headers.values()]
+    assert list(header) == [
+        *exports.POINT_COLUMNS,
+        *indicator_headers.values(),
+        exports.LIFT_COLUMN,
+    ]
     assert "12 按照合同约定进行退费" in header  # the annex's numbering, in Chinese
     assert len(table) == len(rows) == 16
     for n, (line, row) in enumerate(zip(table, rows, strict=True), start=1):
         cells = dict(zip(header, line, strict=True))
+        lifted = lift(Explanation.model_validate_json(row["explanation"]), force.bands)
+        assert cells[exports.LIFT_COLUMN].startswith(safe(lifted.summary))  # what lifts it
+        assert all(r.finding_ids[0] in cells[exports.LIFT_COLUMN] for r in lifted.revocations)
         assert cells["序号"] == n
         assert cells["统一社会信用代码"] == row["uscc"]
         assert cells["机构名称"] == safe(row["name"])

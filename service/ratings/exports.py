@@ -40,7 +40,8 @@ from sqlalchemy import Connection
 
 from scoring.errors import ScoringError
 from scoring.explain import Explanation
-from scoring.rules import RuleSet, Unit
+from scoring.lift import Lift, lift
+from scoring.rules import Band, RuleSet, Unit
 from service.ratings.snapshots import Snapshot, get, published, rows_of
 
 Cell = str | int | float | bool | None
@@ -213,6 +214,8 @@ def attachment(filename: str, fallback: str | None = None) -> str:
 
 SUMMARY = "概况"
 POINTS = "指标得分"
+LIFT_COLUMN = "升级所需"
+"""The points sheet's last column: what lifts the institution to the next grade up."""
 FINDINGS = "扣分记录"
 
 POINT_COLUMNS = (
@@ -294,7 +297,8 @@ def snapshot_export(
     return shaped(snap, rows_of(conn, snap), bands=_bands(snap, rules))
 
 
-def _bands(snap: Snapshot, rules: RuleSet | None) -> list[tuple[str, str]] | None:
+def _bands(snap: Snapshot, rules: RuleSet | None) -> tuple[Band, ...] | None:
+    """The snapshot's grade bands, when the rules in force are still the ones it was rated on."""
     if rules is None:
         return None
     try:
@@ -303,22 +307,23 @@ def _bands(snap: Snapshot, rules: RuleSet | None) -> list[tuple[str, str]] | Non
         return None
     if force.content_hash != snap.rules_hash:
         return None
-    return [(b.grade, b.label) for b in force.bands]
+    return force.bands
 
 
 def shaped(
     snap: Snapshot,
     rows: Sequence[dict[str, Any]],
     *,
-    bands: Sequence[tuple[str, str]] | None = None,
+    bands: Sequence[Band] | None = None,
 ) -> SnapshotExport:
     """The three sheets of a snapshot from its stored rows (in their stored order: best score
-    first). `bands` (grade, label), highest first, lists grades no row has."""
+    first). `bands` (highest first) list grades no row has, and give each row what lifts it to
+    the next grade (scoring.lift)."""
     explained = [Explanation.model_validate_json(r["explanation"]) for r in rows]
     return SnapshotExport(
         snapshot=snap,
         summary=_summary(snap, explained, bands),
-        points=_points(rows, explained),
+        points=_points(rows, explained, bands),
         findings=_findings(explained),
     )
 
@@ -328,13 +333,13 @@ def _when(moment: datetime | None) -> str:
 
 
 def _summary(
-    snap: Snapshot, explained: Sequence[Explanation], bands: Sequence[tuple[str, str]] | None
+    snap: Snapshot, explained: Sequence[Explanation], bands: Sequence[Band] | None
 ) -> Sheet:
     counts = Counter(e.grade for e in explained)
-    labels = dict(bands) if bands else {}
+    labels = {b.grade: b.label for b in bands} if bands else {}
     for e in explained:
         labels.setdefault(e.grade, e.grade_label)
-    order = [g for g, _ in bands] if bands else []
+    order = [b.grade for b in bands] if bands else []
     order += sorted(g for g in labels if g not in order)
     rows: list[list[Cell]] = [
         ["评价年度", snap.year],
@@ -361,12 +366,18 @@ def indicator_header(number: int, title: str) -> str:
     return f"{number} {title}"
 
 
-def _points(rows: Sequence[dict[str, Any]], explained: Sequence[Explanation]) -> Sheet:
+def _points(
+    rows: Sequence[dict[str, Any]],
+    explained: Sequence[Explanation],
+    bands: Sequence[Band] | None,
+) -> Sheet:
     indicators = sorted(
         {(i.number, i.title, i.code) for e in explained for i in e.indicators},
         key=lambda i: i[0],
     )
     headers = [*POINT_COLUMNS, *(indicator_header(n, t) for n, t, _ in indicators)]
+    if bands:
+        headers.append(LIFT_COLUMN)
     table: list[list[Cell]] = []
     for n, (row, e) in enumerate(zip(rows, explained, strict=True), start=1):
         points = json.loads(row["points"])
@@ -381,10 +392,17 @@ def _points(rows: Sequence[dict[str, Any]], explained: Sequence[Explanation]) ->
                 e.grade_label,
                 "；".join(v.title for v in e.vetoes),
                 *(points.get(code) for _, _, code in indicators),
+                *([_lift_text(lift(e, bands))] if bands else []),
             ]
         )
-    widths = [6, 22, 36, 24, 8, 6, 10, 16, *([12] * len(indicators))]
+    widths = [6, 22, 36, 24, 8, 6, 10, 16, *([12] * len(indicators)), *([60] if bands else [])]
     return Sheet(POINTS, headers, table, widths=widths)
+
+
+def _lift_text(lifted: Lift) -> str:
+    """What lifts an institution, in one cell: the summary and the smallest sets."""
+    sets = "；".join("、".join(r.finding_ids) for r in lifted.revocations)
+    return lifted.summary + (f"可撤销：{sets}" if sets else "")
 
 
 def _findings(explained: Sequence[Explanation]) -> Sheet:
