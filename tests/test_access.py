@@ -36,6 +36,8 @@ EXPECTED = {  # the key routes; a route missing here is still checked above
     ("GET", "/v1/findings/{finding_id}"): READER,
     ("POST", "/v1/findings/{finding_id}/revoke"): SUPERVISOR,
     ("POST", "/v1/imports"): SUPERVISOR,
+    ("GET", "/v1/inspections"): READER,
+    ("GET", "/v1/coverage/{year}"): READER,
     ("POST", "/v1/ratings/{year}"): SUPERVISOR,
     ("POST", "/v1/ratings/{year}/publish"): SUPERVISOR,
     ("GET", "/v1/ratings/{year}"): PUBLIC,
