@@ -152,7 +152,13 @@ def test_earlier_revisions_are_listed_with_their_reasons_and_drafts_never(
     assert 'href="/public/2023?revision=1"' in html and "首次公布" in html
     assert f"更正：{REASON}" in html
     assert "?revision=3" not in html and "第3版" not in html  # the draft
+    assert re.findall(r'data-changed="([^"]+)"', html) == [FORMULA]  # A → B, the one change
+    changed = html[html.index('data-changed="') : html.index("</tr>", html.index("data-changed"))]
+    assert changed.index("grade-A") < changed.index("grade-B")
+    publicity = re.search(r"<dt>公示期</dt><dd>(.*?)</dd>", html)
+    assert publicity and "（7日）" in publicity[1] and "天津市西青区教育局提出" in publicity[1]
     first = page(http, "/public/2023", revision="1")
+    assert "data-changed" not in first  # the first publication corrects nothing
     assert "您正在查看已被更正的第1版" in first and 'href="/public/2023"' in first
     shown = {code: grade for _, code, grade, _ in rows_of(first)}
     assert shown == grades(published["first"])

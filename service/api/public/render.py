@@ -6,12 +6,13 @@ supervisor typed, and must never become markup on a public page.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from service.api.public.view import BEIJING, ORDERS, SORTS, View
+from service.core.clock import now
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -19,9 +20,9 @@ STATIC = HERE / "static"
 STYLESHEET = "/public/static/public.css"
 
 
-def day(moment: datetime) -> str:
-    """`2024年3月5日`, in Beijing time."""
-    local = moment.astimezone(BEIJING)
+def day(moment: datetime | date) -> str:
+    """`2024年3月5日`: a moment's day in Beijing time, or a calendar day as it is."""
+    local = moment.astimezone(BEIJING) if isinstance(moment, datetime) else moment
     return f"{local.year}年{local.month}月{local.day}日"
 
 
@@ -41,7 +42,7 @@ ENV.filters["day"] = day
 ENV.filters["minute"] = minute
 COLUMNS = [(key, SORTS[key]) for key in ("name", "uscc", "grade")]
 """The table's sortable columns, in the order they are shown."""
-ENV.globals.update(stylesheet=STYLESHEET, sorts=SORTS, orders=ORDERS, columns=COLUMNS)
+ENV.globals.update(stylesheet=STYLESHEET, sorts=SORTS, orders=ORDERS, columns=COLUMNS, now=now)
 
 
 def page(view: View) -> str:

@@ -5,7 +5,7 @@ Kept apart from the HTML so that the CSV and XLSX downloads list exactly the row
 shows, from the same query string. Nothing but published revisions is ever read here, and of
 each institution only its name, credit code and grade (selected alone: a score, points or an
 explanation are not even fetched), so the public sees no draft, no score, no finding and no
-explanation.
+explanation. A correction lists the grades it changed, from the published revision before it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from sqlalchemy import Connection, select
 from scoring.errors import RulesError
 from scoring.rules import MAX_YEAR, MIN_YEAR, Band, RuleSet
 from service.core.errors import NotFound
+from service.core.settings import Settings
 from service.core.tables import snapshot_rows
 from service.ratings import snapshots
+from service.ratings.publicity import Publicity, publicity
 
 BEIJING = timezone(timedelta(hours=8))
 """Dates on the page are China Standard Time (no daylight saving); stored moments are UTC."""
@@ -120,6 +122,16 @@ class Publication:
 
 
 @dataclass(frozen=True)
+class Change:
+    """An institution whose grade the shown correction changed (None: not in that revision)."""
+
+    name: str
+    uscc: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
 class View:
     year: int
     measure: str
@@ -132,6 +144,8 @@ class View:
     superseded_on: datetime | None  # when a later year was first published, if one was
     later_year: int | None
     publications: list[Publication]
+    publicity: Publicity | None  # the shown revision's publicity period (公示期)
+    changes: list[Change]  # grades changed from the published revision before the shown one
     bands: list[Band]
     total: int
     rows: list[Entry]
@@ -182,7 +196,30 @@ def chosen(entries: list[Entry], query: Query, bands: list[Band]) -> list[Entry]
     return sorted(found, key=keys[query.sort], reverse=query.order == "desc")
 
 
-def build(conn: Connection, *, rules: RuleSet, bureau: str, year: int, query: Query) -> View:
+def _grades(conn: Connection, snapshot: snapshots.Snapshot) -> dict[str, tuple[str, str]]:
+    """Name and grade by credit code: all the public page reads of a snapshot's rows (a score,
+    points or an explanation are not even fetched)."""
+    columns = (snapshot_rows.c.uscc, snapshot_rows.c.name, snapshot_rows.c.grade)
+    rows = conn.execute(select(*columns).where(snapshot_rows.c.snapshot_id == snapshot.id))
+    return {uscc: (name, grade) for uscc, name, grade in rows}
+
+
+def _changes(before: dict[str, tuple[str, str]], after: dict[str, tuple[str, str]]) -> list[Change]:
+    """Institutions whose grade differs between two revisions, by credit code."""
+    changed = [
+        Change(
+            (after.get(uscc) or before[uscc])[0],
+            uscc,
+            before[uscc][1] if uscc in before else None,
+            after[uscc][1] if uscc in after else None,
+        )
+        for uscc in sorted(before.keys() | after.keys())
+        if before.get(uscc, (None, None))[1] != after.get(uscc, (None, None))[1]
+    ]
+    return changed
+
+
+def build(conn: Connection, *, rules: RuleSet, settings: Settings, year: int, query: Query) -> View:
     """The page of `year` (its official revision, or the published one the query names)."""
     every = [s for s in snapshots.every(conn) if s.status == "published"]
     own = sorted((s for s in every if s.year == year), key=lambda s: s.revision)
@@ -190,26 +227,24 @@ def build(conn: Connection, *, rules: RuleSet, bureau: str, year: int, query: Qu
         raise NotFound(f"{year}年度的信用评价结果尚未公布")
     official = own[-1]
     wanted = official.revision if query.revision is None else query.revision
-    shown = next((s for s in own if s.revision == wanted), None)
-    if shown is None:  # a draft is answered as a revision that does not exist
+    position = next((i for i, s in enumerate(own) if s.revision == wanted), None)
+    if position is None:  # a draft is answered as a revision that does not exist
         raise NotFound(f"{year}年度没有已公布的第{wanted}版")
+    shown = own[position]
     later = [s for s in every if s.year > year]
     next_year = min((s.year for s in later), default=None)
     superseded = min((_utc(s.published_at) for s in later if s.year == next_year), default=None)
     bands = _bands(rules, year, shown.scale)
     labels = {band.grade: band.label for band in bands}
+    grades = _grades(conn, shown)
+    changes = _changes(_grades(conn, own[position - 1]), grades) if position else []
     entries = [
-        Entry(name, uscc, grade, labels.get(grade, ""))
-        for name, uscc, grade in conn.execute(
-            select(snapshot_rows.c.name, snapshot_rows.c.uscc, snapshot_rows.c.grade).where(
-                snapshot_rows.c.snapshot_id == shown.id
-            )
-        )
+        Entry(name, uscc, grade, labels.get(grade, "")) for uscc, (name, grade) in grades.items()
     ]
     return View(
         year=year,
         measure=rules.info.title,
-        bureau=bureau,
+        bureau=settings.bureau_name,
         revision=shown.revision,
         published_at=_utc(shown.published_at),
         reason=shown.reason,
@@ -218,6 +253,8 @@ def build(conn: Connection, *, rules: RuleSet, bureau: str, year: int, query: Qu
         superseded_on=superseded,
         later_year=next_year,
         publications=[Publication(s.revision, _utc(s.published_at), s.reason) for s in own],
+        publicity=publicity(shown, settings),
+        changes=changes,
         bands=bands,
         total=len(entries),
         rows=chosen(entries, query, bands),

@@ -52,14 +52,14 @@ class Page:
         order: str | None = None,
         revision: str | None = None,
     ) -> None:
-        self.engine, self.rules, self.bureau = engine, rules, settings.bureau_name
+        self.engine, self.rules, self.settings = engine, rules, settings
         self.raw = (q, sort, order, revision)
 
     def view(self, year: str | None) -> View:
         query = Query.parse(*self.raw)
         with reading(self.engine) as conn:
             number = latest_year(conn) if year is None else parse_year(year)
-            return build(conn, rules=self.rules, bureau=self.bureau, year=number, query=query)
+            return build(conn, rules=self.rules, settings=self.settings, year=number, query=query)
 
     def html(self, year: str | None) -> Response:
         return _answer(lambda: HTMLResponse(render.page(self.view(year))))
