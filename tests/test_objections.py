@@ -280,6 +280,8 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
     rating = client.get("/v1/ratings/2023").json()["snapshot"]  # anonymous
     assert rating["publicity_ends_on"] == period.ends_on.isoformat()
     assert rating["objection_contact"] == "西青区教育局 022-0000"
+    one = client.get(f"/v1/ratings/2023/{BOWEN}").json()["snapshot"]
+    assert one["publicity_ends_on"] == rating["publicity_ends_on"]
     supervisor = api_keys.header("supervisor")
     body = {"year": 2023, "uscc": BOWEN, "finding_id": PENALTY, "filed_by": "张某", "text": "异议"}
     assert client.post("/v1/objections", json=body).status_code == 401
@@ -326,6 +328,7 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
     ] == [(objection["id"], "D", None, None)]
     published = client.post("/v1/ratings/2023/publish", json={}, headers=supervisor)
     assert published.status_code == 200, published.text
+    assert published.json()["objection_contact"] == "西青区教育局 022-0000"
     [change] = client.get("/v1/objections/corrections", params={"year": 2023}).json()
     assert change == {
         "objection_id": objection["id"],

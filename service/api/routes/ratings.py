@@ -122,7 +122,7 @@ def publish(
             signing_key=settings.signing_key,
             anchor_file=settings.anchor_file,
         )
-    return SnapshotPublic.of(done)
+    return SnapshotPublic.of(done, publicity(done, settings))  # the period it opens
 
 
 @router.get(
@@ -216,11 +216,13 @@ def read_institution_rating(
     engine: EngineDep,
     risk: RiskDep,
     rules: RulesDep,
+    settings: SettingsDep,
     revision: Revision = None,
 ) -> InstitutionRating:
     with reading(engine) as conn:
         snap = _visible(conn, year, revision, who)
         row = snapshots.row_of(conn, snap, uscc)
+    meta = SnapshotPublic.of(snap, publicity(snap, settings))
     full = who is not None and who.role in FULL_VIEW
     if who is not None and who.role in EXPLAINERS:
         explanation = Explanation.model_validate_json(row["explanation"])
@@ -228,13 +230,13 @@ def read_institution_rating(
         # while the rules in force are those rules (never stored, so no hash changes).
         force = rules.in_force(snap.year, snap.scale)
         return InstitutionRating(
-            snapshot=SnapshotPublic.of(snap),
+            snapshot=meta,
             rating=GradeFull.of(row, _risks(risk, [row])[0]),
             explanation=explanation,
             lift=lift(explanation, force.bands) if force.content_hash == snap.rules_hash else None,
         )
     rating = GradeFull.of(row, _risks(risk, [row])[0]) if full else GradePublic.of(row)
-    return InstitutionRating(snapshot=SnapshotPublic.of(snap), rating=rating)
+    return InstitutionRating(snapshot=meta, rating=rating)
 
 
 @router.get(
