@@ -23,7 +23,7 @@ from service.cli import app
 from service.core.database import reading, writing
 from service.core.errors import Conflict
 from service.core.tables import findings, inspections, institutions
-from service.records.importing import import_files
+from service.records.importing import import_files, record_finding
 from tests.conftest import Live
 
 RULES = load_rules()
@@ -135,6 +135,25 @@ def test_a_finding_naming_a_task_unknown_to_the_register_is_refused(
     )
     summary = import_files(loaded, [finding, task], rules=RULES, by="tests")
     assert (summary.findings_added, summary.inspections_added) == (2, 1)
+
+
+def test_one_finding_naming_an_unknown_task_is_refused_like_a_file_of_them(
+    loaded: Engine,
+) -> None:
+    import_files(loaded, [SAMPLE_INSPECTIONS], rules=RULES, by="tests")
+    finding = {
+        "uscc": QIHANG,
+        "indicator": "fees_displayed",
+        "occurred_on": "2023-12-01",
+        "reference": "西青教查〔2023〕9号",
+    }
+    with pytest.raises(InputError, match="2023's register has no task"), writing(loaded) as conn:
+        record_finding(conn, finding, rules=RULES, by="tests")
+    with writing(loaded) as conn:
+        stored = record_finding(
+            conn, {**finding, "reference": "西青教查〔2023〕8号"}, rules=RULES, by="tests"
+        )
+    assert stored["reference"] == "西青教查〔2023〕8号"
 
 
 # The command line, on both databases --------------------------------------------------------

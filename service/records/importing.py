@@ -268,7 +268,8 @@ def record_finding(
     conn: Connection, finding: Mapping[str, Any], *, rules: RuleSet, by: str
 ) -> dict[str, Any]:
     """Record one finding (a mapping of the input contract's fields), checked by the very code
-    that checks a file of findings; recording the same finding again is a no-op."""
+    that checks a file of findings (a `reference` naming a task the register lacks included);
+    recording the same finding again is a no-op."""
     storage.get_institution(conn, finding["uscc"])  # NotFound for an institution not on record
     cells = {name: "" if value is None else str(value) for name, value in finding.items()}
     raw = pd.DataFrame([cells], index=[1], dtype="str")
@@ -276,6 +277,7 @@ def record_finding(
         raw, file="the finding", rules=rules, known_uscc=[finding["uscc"]]
     )
     raise_problems(problems)
+    raise_problems(unknown_task_references(frame, register.known_tasks(conn), file="the finding"))
     [record] = storage.finding_records(frame)
     storage.import_frames(conn, institution_frame=None, finding_frame=frame, by=by, at=now())
     return storage.get_finding(conn, record["finding_id"])
