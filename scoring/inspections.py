@@ -189,7 +189,10 @@ def _results(table: _Table) -> pd.Series:
             words="、".join(RESULT_WORDS),
             default=table.default("result"),
         )
-        guess = _closest(value, INSPECTION_RESULTS)
+        text_given = value.strip()
+        # a Chinese word shortened (整改 for 责令整改) or an English code misspelt
+        words = [w for w in RESULT_WORDS if text_given and text_given in w]
+        guess = words[0] if len(words) == 1 else _closest(value, INSPECTION_RESULTS)
         return (
             _("{text}; did you mean {guess!r}?").format(text=text, guess=guess) if guess else text
         )

@@ -187,6 +187,7 @@ def test_chinese_headers_and_result_words_are_normalised_to_the_contract() -> No
     # problems name the columns as the file writes them
     _, problems = check([{**rows[0], "检查结果": "整改"}])
     assert [(r, c) for r, c, _ in problems] == [(2, "检查结果")]
+    assert "did you mean '责令整改'?" in problems[0][2]
     # one language per header row
     _, problems = check([{**rows[0], "note": ""}])
     assert any(r is None and "one language" in e for r, _, e in problems)
