@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -17,20 +18,23 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 from typer.testing import CliRunner
 
 from scoring.shipped import load_rules
 from service.api.app import create_app
 from service.cli import app as cli
 from service.core import clock
-from service.core.database import reading, writing
+from service.core.database import make_engine, reading, writing
 from service.core.errors import Conflict, InvalidInput, NotFound
+from service.core.migrate import upgrade
 from service.core.settings import Settings
-from service.ratings import objections, publishing, snapshots
+from service.ratings import draws, objections, publishing, snapshots
 from service.ratings.publicity import BEIJING, publicity
 from service.records import storage
-from tests.conftest import Keys
+from service.records.importing import import_files
+from tests.conftest import SAMPLE_FILES, Keys, drop_guards, new_postgres_database
+from tests.servers import with_database
 
 RULES = load_rules()
 BOWEN = "52120111MJ06185738"
@@ -381,3 +385,81 @@ def test_the_cli_files_lists_resolves_and_names_the_deadline_of_a_late_one(
     [line] = listed.stdout.splitlines()
     assert line.split("\t")[:5] == ["1", "2023 r1", BOWEN, PENALTY, "upheld"]
     assert "correction r2" in line
+
+
+# PostgreSQL: the service's role may draw, file and resolve, never delete ---------------------
+
+
+@pytest.fixture
+def postgres_loaded(postgres_admin: str, postgres_template: str) -> Iterator[Engine]:
+    engine = make_engine(
+        with_database(
+            postgres_admin, new_postgres_database(postgres_admin, template=postgres_template)
+        )
+    )
+    upgrade(engine)
+    import_files(engine, SAMPLE_FILES, rules=RULES, by="tests")
+    yield engine
+    engine.dispose()
+
+
+def test_a_member_of_credit_app_may_draw_file_and_resolve_but_never_delete(
+    postgres_loaded: Engine,
+) -> None:
+    role = "app_" + uuid.uuid4().hex[:10]
+    with postgres_loaded.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN IN ROLE credit_app')
+    try:
+        publish(postgres_loaded)
+        now = clock.now()
+        with writing(postgres_loaded) as conn:  # the service's own work needs no more rights
+            conn.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
+            draws.make_draw(
+                conn,
+                year=2023,
+                count=3,
+                weights=Settings().draw_weight_map,
+                seed="s",
+                by="app",
+                at=now,
+            )
+            filed = objections.file(
+                conn,
+                settings=Settings(),
+                year=2023,
+                uscc=BOWEN,
+                finding_id=PENALTY,
+                filed_by="张某",
+                text="异议",
+                by="app",
+                at=now,
+            )
+            objections.resolve(
+                conn,
+                objection_id=filed["id"],
+                upheld=True,
+                reason="成立",
+                rules=RULES,
+                by="app",
+                at=now,
+            )
+        drop_guards(postgres_loaded)  # privileges hold even without the triggers
+        for statement in (
+            "DELETE FROM objections",
+            "DELETE FROM draws",
+            "UPDATE draws SET seed = 'x'",
+            "TRUNCATE objections",
+            "TRUNCATE draws",
+        ):
+            refused = pytest.raises(ProgrammingError, match="permission denied")
+            with refused, postgres_loaded.begin() as conn:
+                conn.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
+                conn.exec_driver_sql(statement)
+        with reading(postgres_loaded) as conn:
+            assert objections.get(conn, filed["id"])["status"] == "upheld"
+            assert len(draws.listing(conn, year=2023)) == 1
+    finally:
+        postgres_loaded.dispose()
+        with postgres_loaded.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
