@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, inspect, text, update
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
@@ -30,6 +30,7 @@ from service.api.app import create_app
 from service.cli import app as cli
 from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotFound
+from service.core.migrate import upgrade
 from service.core.settings import Settings
 from service.core.tables import findings, institutions
 from service.ratings import draws, publishing
@@ -337,3 +338,24 @@ def test_the_draw_command_prints_the_record_it_stored(database_url: str, loaded:
     ]
     late = runner.invoke(cli, ["draw", "--year", "2024", "--count", "4"], env=env)
     assert late.exit_code == 1 and late.stderr.startswith("error: "), late.stderr
+
+
+def test_migration_0005_goes_down_and_up_again_with_its_guards(loaded: Engine) -> None:
+    from alembic import command
+
+    from service.core.migrate import _config
+
+    config = _config()
+    with loaded.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    with reading(loaded) as conn:
+        assert not {"draws", "objections"} & set(inspect(conn).get_table_names())
+    upgrade(loaded)
+    publish(loaded, 2023)
+    with writing(loaded) as conn:
+        record = draws.make_draw(
+            conn, year=2023, count=2, weights=WEIGHTS, seed="s", by="t", at=NOW
+        )
+    with pytest.raises(DBAPIError, match="write-once"), writing(loaded) as conn:
+        conn.execute(text(f"DELETE FROM draws WHERE id = {record['id']}"))
