@@ -12,6 +12,7 @@ import pandas as pd
 
 from scoring.engine import rate
 from scoring.rules import RulesInForce
+from scoring.standing import standing
 
 COMPARISON_COLUMNS = (
     "uscc",
@@ -30,14 +31,16 @@ def compare(
     current: RulesInForce,
     proposed: RulesInForce,
 ) -> pd.DataFrame:
-    """One row per institution: score and grade under `current`, under `proposed`, and whether
-    the grade changes. Both must rate the same year on scales with the same grades."""
+    """One row per rated institution (closed ones are not): score and grade under `current`,
+    under `proposed`, and whether the grade changes. Both must rate the same year on scales
+    with the same grades."""
     if current.year != proposed.year:
         raise ValueError(
             f"both rule sets must rate one year, not {current.year} and {proposed.year}"
         )
-    before = rate(institutions, findings, current)
-    after = rate(institutions, findings, proposed)
+    split = standing(institutions, findings)  # closed institutions are never graded
+    before = rate(split.rated, split.findings, current)
+    after = rate(split.rated, split.findings, proposed)
     frame = before[["uscc", "name", "score", "grade"]].merge(
         after[["uscc", "score", "grade"]].rename(
             columns={"score": "proposed_score", "grade": "proposed_grade"}

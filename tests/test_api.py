@@ -38,7 +38,7 @@ from tests.servers import running_service
 
 SAMPLE_FILES = [SAMPLE_DIR / "institutions.csv", SAMPLE_DIR / "findings.csv"]
 PROBLEM = "application/problem+json"
-PUBLIC_FIELDS = {"uscc", "name", "score", "grade", "vetoed"}
+PUBLIC_FIELDS = {"uscc", "name", "status", "score", "grade", "vetoed"}
 FULL_FIELDS = PUBLIC_FIELDS | {"licence_no", "vetoes", "points", "risk", "risk_lower", "risk_upper"}
 NOBODY = "52120111MJ0799999"  # + check character: valid, but no such institution
 BAD_CODE = "52120111MJ0627485B"  # the sample's first code with a wrong check character

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scoring.engine import rate
 from scoring.rules import Mode
 from scoring.shipped import RULES_DIR
+from scoring.standing import CLOSED_REASON, marked, standing
 from tests import oracle
 from tests.strategies import RULES, findings_frame, institutions_frame, make_uscc
 
@@ -64,11 +65,21 @@ class Case(_Strict):
     name: Annotated[str, Field(min_length=8)]
     year: Annotated[int, Field(ge=2022, le=2100)]
     scale: str | None = None
+    status: Literal["operating", "suspended", "closed"] = "operating"
     findings: list[CaseFinding]
-    score: Annotated[int, Field(ge=0, le=1000)]
-    grade: Annotated[str, Field(pattern=r"^[A-Z]$")]
+    score: Annotated[int, Field(ge=0, le=1000)] | None = None  # none for a closed institution
+    grade: Annotated[str, Field(pattern=r"^[A-Z]$")] | None = None
     vetoes: list[str] = []
     points: dict[str, Annotated[int, Field(ge=0)]] = {}
+
+    @model_validator(mode="after")
+    def _graded_unless_closed(self) -> Self:
+        graded = self.score is not None and self.grade is not None
+        if self.status == "closed" and (self.score is not None or self.grade is not None):
+            raise ValueError("a closed institution is not rated: give no score or grade")
+        if self.status != "closed" and not graded:
+            raise ValueError("score and grade are required")
+        return self
 
     @model_validator(mode="after")
     def _known_codes(self) -> Self:
@@ -119,15 +130,27 @@ def full_points(year: int) -> dict[str, int]:
 def test_case(file: str, index: int, raw: Any) -> None:
     case = Case.model_validate(raw)
     where = f"{file} case {index}: {case.name}"
+    rows = [{"uscc": USCC, **f.model_dump()} for f in case.findings]
+    findings = findings_frame(rows)
+    institutions = institutions_frame([USCC]).assign(status=case.status)
+    split = standing(institutions, findings)
+    if case.status == "closed":  # listed as not rated, with the reason; never graded
+        assert split.rated.empty and split.findings.empty, where
+        assert split.not_rated() == [
+            {"uscc": USCC, "name": institutions["name"][0], "reason": CLOSED_REASON}
+        ], where
+        listed = marked(rate(split.rated, split.findings, RULES, case.year), split)
+        assert listed["status"].tolist() == ["closed"] and listed["grade"].isna().all(), where
+        return
+    assert case.score is not None and case.grade is not None
     expected_points = full_points(case.year) | case.points
     for code, kept in case.points.items():
         assert kept <= full_points(case.year)[code], f"{where}: {code} keeps more than its points"
     assert sum(expected_points.values()) == case.score, f"{where}: points do not add up to score"
 
-    rows = [{"uscc": USCC, **f.model_dump()} for f in case.findings]
-    findings = findings_frame(rows)
-    result = rate(institutions_frame([USCC]), findings, RULES, case.year, scale=case.scale)
+    result = rate(split.rated, split.findings, RULES, case.year, scale=case.scale)
     assert len(result) == 1
+    assert marked(result, split)["status"].tolist() == [case.status], where  # suspended: marked
     got = result.iloc[0]
     assert int(got["score"]) == case.score, where
     assert got["grade"] == case.grade, where

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from scoring import uscc as uscc_check
 from scoring.explain import Explanation
@@ -202,6 +202,14 @@ class PublishRequest(Strict):
     reason: Reason | None = None
 
 
+class NotRatedEntry(Strict):
+    """A closed institution in a year's result: listed, never graded (scoring.standing)."""
+
+    uscc: str
+    name: str
+    reason: str
+
+
 class SnapshotPublic(Strict):
     year: int
     revision: int
@@ -223,6 +231,17 @@ class SnapshotPublic(Strict):
     # until 24:00 Beijing time) and where to object; computed, never part of the hashes.
     publicity_ends_on: date | None = None
     objection_contact: str | None = None
+    not_rated: list[NotRatedEntry] = Field(
+        default=[], description="Closed institutions, listed as not rated, with the reason."
+    )
+
+    @field_validator("not_rated", mode="before")
+    @classmethod
+    def _stored_json(cls, value: Any) -> Any:
+        """Stored as JSON text (NULL when none) in the snapshot."""
+        if value is None:
+            return []
+        return json.loads(value) if isinstance(value, str) else value
 
     @classmethod
     def of(cls, snapshot: Snapshot, publicity: Publicity | None = None) -> SnapshotPublic:
@@ -236,11 +255,22 @@ class SnapshotPublic(Strict):
         )
 
 
+def _stored(row: Mapping[str, Any], field: str) -> Any:
+    """A field of a stored snapshot row: JSON text parsed, a missing status (NULL, or a row
+    stored before statuses were recorded) read as operating."""
+    if field == "status":
+        return row.get("status") or "operating"
+    return json.loads(row[field]) if field in JSON_COLUMNS else row[field]
+
+
 class GradePublic(Strict):
     """What the public sees of one institution: its published grade, nothing else."""
 
     uscc: str
     name: str
+    status: Literal["operating", "suspended"] = Field(
+        default="operating", description="A suspended institution is rated and marked."
+    )
     score: int
     grade: str
     vetoed: bool
@@ -248,9 +278,7 @@ class GradePublic(Strict):
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Self:
         """From a stored snapshot row, where vetoes and points are JSON text."""
-        return cls.model_validate(
-            {f: json.loads(row[f]) if f in JSON_COLUMNS else row[f] for f in cls.model_fields}
-        )
+        return cls.model_validate({f: _stored(row, f) for f in cls.model_fields})
 
 
 class GradeFull(GradePublic):
@@ -267,7 +295,7 @@ class GradeFull(GradePublic):
     def of(cls, row: Mapping[str, Any], risk: Risk | None = None) -> Self:
         """From a stored snapshot row, with the risk of its score when there is one."""
         fields = [f for f in cls.model_fields if f not in RISK_FIELDS]
-        values = {f: json.loads(row[f]) if f in JSON_COLUMNS else row[f] for f in fields}
+        values = {f: _stored(row, f) for f in fields}
         if risk is not None:
             values |= {"risk": risk.risk, "risk_lower": risk.lower, "risk_upper": risk.upper}
         return cls.model_validate(values)

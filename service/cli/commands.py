@@ -31,6 +31,7 @@ from scoring.shipped import (
     SAMPLE_INSTITUTIONS,
     load_rules,
 )
+from scoring.standing import marked, standing
 from service.api import keys
 from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
@@ -112,7 +113,8 @@ def rate(
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
-    rating = rate_district(inst, found, force)
+    split = standing(inst, found)
+    rating = marked(rate_district(split.rated, split.findings, force), split)
     if format is Format.json:
         print(render.as_json(rating, force))
     elif format is Format.csv:
@@ -139,7 +141,9 @@ def explain(
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
-    explanation = explain_one(inst, found, force, year, uscc.strip().upper())
+    split = standing(inst, found)
+    code = split.rated_only(uscc.strip().upper())
+    explanation = explain_one(split.rated, split.findings, force, year, code)
     lifted = lift(explanation, force.bands)
     if format is Format.table:
         out = render.console()

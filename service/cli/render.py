@@ -7,7 +7,7 @@ shapes (`rating_records`) and the terminal output stays one readable place to ch
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -30,8 +30,15 @@ GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "E": 
 
 
 def ranked(rating: pd.DataFrame) -> pd.DataFrame:
-    """Best score first; equal scores by credit code, so the order never depends on input order."""
-    return rating.sort_values(["score", "uscc"], ascending=[False, True], kind="stable")
+    """Best score first; equal scores by credit code, so the order never depends on input order.
+    Institutions not rated (closed: no score) come last."""
+    return rating.sort_values(
+        ["score", "uscc"], ascending=[False, True], kind="stable", na_position="last"
+    )
+
+
+def _rated(row: Mapping[Any, Any]) -> bool:
+    return row.get("status") != "closed"
 
 
 def rating_records(rating: pd.DataFrame, force: RulesInForce) -> list[dict[str, Any]]:
@@ -44,12 +51,24 @@ def rating_records(rating: pd.DataFrame, force: RulesInForce) -> list[dict[str, 
             "name": row["name"],
             "year": force.year,
             "scale": force.scale.code,
+            "status": row.get("status", "operating"),
             "score": int(row["score"]),
             "grade": row["grade"],
             "grade_label": labels[row["grade"]],
             "vetoed": bool(row["vetoed"]),
             "vetoes": list(row["vetoes"]),
             "points": {code: int(row[code]) for code in codes},
+        }
+        if _rated(row)
+        else {
+            "uscc": row["uscc"],
+            "name": row["name"],
+            "year": force.year,
+            "scale": force.scale.code,
+            "status": row["status"],
+            "score": None,
+            "grade": None,
+            "reason": row["reason"],
         }
         for row in ranked(rating).to_dict("records")
     ]
@@ -63,7 +82,9 @@ def as_csv(rating: pd.DataFrame) -> str:
     """CSV with one column per indicator; vetoes joined by ';'. Made safe for a spreadsheet
     (formulas neutralised) in `service.ratings.exports`, like every table the project writes."""
     out = ranked(rating).copy()
-    out["vetoes"] = out["vetoes"].map(";".join)
+    # closed institutions have no vetoes list (nor score, nor grade)
+    out["vetoes"] = out["vetoes"].map(lambda codes: "" if codes is None or codes is pd.NA
+                                      or isinstance(codes, float) else ";".join(codes))  # fmt: skip
     return csv_text(out)
 
 
@@ -82,11 +103,15 @@ def rating_table(rating: pd.DataFrame, force: RulesInForce) -> Table:
     table.add_column("等级", justify="center")
     table.add_column("一票否决")
     for n, row in enumerate(ranked(rating).to_dict("records"), start=1):
+        if not _rated(row):  # closed: listed, never graded
+            table.add_row(str(n), row["uscc"], row["name"], "—", "不予评价", row["reason"])
+            continue
         grade = Text(
             f"{row['grade']} {labels[row['grade']]}", style=GRADE_STYLE.get(row["grade"], "")
         )
         vetoes = "；".join(titles[c] for c in row["vetoes"])
-        table.add_row(str(n), row["uscc"], row["name"], str(row["score"]), grade, vetoes)
+        name = row["name"] + ("（暂停办学）" if row.get("status") == "suspended" else "")
+        table.add_row(str(n), row["uscc"], name, str(row["score"]), grade, vetoes)
     return table
 
 
@@ -103,7 +128,11 @@ def period_note(force: RulesInForce) -> str:
 
 def grade_summary(rating: pd.DataFrame, force: RulesInForce) -> str:
     counts = rating["grade"].value_counts()
-    return "  ".join(f"{b.grade}（{b.label}）{int(counts.get(b.grade, 0))}家" for b in force.bands)
+    summary = "  ".join(
+        f"{b.grade}（{b.label}）{int(counts.get(b.grade, 0))}家" for b in force.bands
+    )
+    not_rated = int(rating["grade"].isna().sum())
+    return summary + (f"  不予评价 {not_rated}家" if not_rated else "")
 
 
 def lift_view(lifted: Lift) -> Text:

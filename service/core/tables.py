@@ -121,6 +121,9 @@ snapshots = Table(
     # publication when a signing key is configured (service.ratings.integrity); NULL before.
     Column("signature", Text),
     Column("key_fingerprint", Text),
+    # JSON list of the closed institutions listed as not rated (scoring.standing); NULL when
+    # none (and on every snapshot stored before migration 0006).
+    Column("not_rated", Text),
     UniqueConstraint("year", "revision"),
     # One first publication per year, and one correction per published revision: concurrent
     # publishes of a year cannot both succeed, whatever the application does.
@@ -147,6 +150,7 @@ snapshot_rows = Table(
     Column("vetoes", Text, nullable=False),  # JSON list of codes
     Column("points", Text, nullable=False),  # JSON {code: points kept}
     Column("explanation", Text, nullable=False),  # JSON, scoring.explain.Explanation
+    Column("status", String(16)),  # "suspended" marks the row; NULL: operating
 )
 
 api_keys = Table(

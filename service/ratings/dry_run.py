@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from scoring.engine import rate
 from scoring.rules import RulesInForce
+from scoring.standing import standing
 from service.core.errors import NotFound
 from service.ratings.snapshots import published, rows_of
 from service.records import storage
@@ -57,7 +58,8 @@ def dry_run(
     current = published(conn, year=force.year, required=False)
     before = {r["uscc"]: r for r in rows_of(conn, current)} if current else {}
     supplied = stored if findings is None else _supplied(findings, set(institutions["uscc"]))
-    rating = rate(institutions, supplied, force)
+    split = standing(institutions, supplied)  # closed institutions are never graded
+    rating = rate(split.rated, split.findings, force)
     changes = []
     for row in rating.to_dict("records"):
         old = before.get(row["uscc"])

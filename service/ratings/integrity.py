@@ -50,20 +50,29 @@ ROW_FIELDS = ("uscc", "name", "licence_no", "score", "grade", "vetoed", "vetoes"
 
 
 def content_hash(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """Hash of what was rated and the result: header fields plus every row, in uscc order."""
+    """Hash of what was rated and the result: header fields plus every row, in uscc order.
+
+    A status (closed institutions listed as not rated, a suspended row's mark) is covered only
+    when there is one, so snapshots stored before statuses were recorded keep their hashes."""
     ordered = sorted(rows, key=lambda r: r["uscc"])
-    return json_sha256(
-        {
-            "year": header["year"],
-            "scale": header["scale"],
-            "ruleset_version": header["ruleset_version"],
-            "rules_hash": header["rules_hash"],
-            "input_digest": header["input_digest"],
-            "rows": [
-                {**{f: r[f] for f in ROW_FIELDS}, "explanation": r["explanation"]} for r in ordered
-            ],
-        }
-    )
+    content = {
+        "year": header["year"],
+        "scale": header["scale"],
+        "ruleset_version": header["ruleset_version"],
+        "rules_hash": header["rules_hash"],
+        "input_digest": header["input_digest"],
+        "rows": [
+            {
+                **{f: r[f] for f in ROW_FIELDS},
+                "explanation": r["explanation"],
+                **({"status": r["status"]} if r.get("status") else {}),
+            }
+            for r in ordered
+        ],
+    }
+    if header.get("not_rated"):
+        content["not_rated"] = json.loads(header["not_rated"])
+    return json_sha256(content)
 
 
 def chain_hash(snapshot: dict[str, Any], prev_hash: str) -> str:

@@ -20,7 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from scoring.engine import rate
 from scoring.explain import explain_all, input_digest
+from scoring.inputs import InstitutionStatus
 from scoring.rules import RuleSet
+from scoring.standing import standing
 from service.core.clock import now
 from service.core.errors import Conflict, NotConfigured, NotFound
 from service.core.settings import SharingConfig
@@ -46,9 +48,11 @@ def rate_rows(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Rate a year and shape it as a snapshot header and rows (nothing stored)."""
     force = rules.in_force(year, scale)
-    rating = rate(institutions, findings, force)
-    explanations = explain_all(institutions, findings, force, year)
+    split = standing(institutions, findings)
+    rating = rate(split.rated, split.findings, force)
+    explanations = explain_all(split.rated, split.findings, force, year)
     codes = [i.code for i in force.indicators]
+    suspended = split.suspended
     rows = [
         {
             "uscc": r["uscc"],
@@ -60,17 +64,20 @@ def rate_rows(
             "vetoes": json.dumps(list(r["vetoes"])),
             "points": json.dumps({c: int(r[c]) for c in codes}),
             "explanation": e.model_dump_json(),
+            "status": InstitutionStatus.suspended.value if r["uscc"] in suspended else None,
         }
         for r, licence, e in zip(
-            rating.to_dict("records"), institutions["licence_no"], explanations, strict=True
+            rating.to_dict("records"), split.rated["licence_no"], explanations, strict=True
         )
     ]
+    not_rated = split.not_rated()
     header = {
         "year": year,
         "scale": force.scale.code,
         "ruleset_version": force.version,
         "rules_hash": force.content_hash,
         "input_digest": input_digest(institutions, findings, year),
+        "not_rated": json.dumps(not_rated, ensure_ascii=False) if not_rated else None,
     }
     return header, rows
 

@@ -41,6 +41,7 @@ class Snapshot:
     chain_hash: str | None
     signature: str | None = None  # Ed25519, of the chain hash (None: unsigned)
     key_fingerprint: str | None = None  # of the key that signed it
+    not_rated: str | None = None  # JSON: the closed institutions listed as not rated
 
 
 def as_dict(s: Snapshot) -> dict[str, Any]:

@@ -1,0 +1,104 @@
+"""An institution's status in a year's result (docs/measure.md, "Institution status").
+
+A `closed` institution (注销) is listed as not rated, with the reason, and is never graded:
+so it is never drawn for inspection or shared with the city platform either, since those
+read the graded rows. A `suspended` one (暂停办学) is rated like any other and marked. This
+module splits the inputs accordingly, before the engine, which only does arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from scoring.errors import ScoringError
+from scoring.inputs import InstitutionStatus
+
+CLOSED_REASON = "已注销（closed）：不予评价，不参与抽查与共享"
+"""Why a closed institution has no grade: shown wherever the year's result is."""
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The inputs of a year's rating split by status."""
+
+    rated: pd.DataFrame  # institutions to grade: operating and suspended
+    findings: pd.DataFrame  # the findings against them
+    closed: pd.DataFrame  # institutions listed as not rated
+
+    @property
+    def suspended(self) -> set[str]:
+        """Credit codes of the rated institutions that are suspended (marked in the result)."""
+        if "status" not in self.rated.columns:
+            return set()
+        return set(self.rated["uscc"][self.rated["status"].eq(InstitutionStatus.suspended)])
+
+    def rated_only(self, uscc: str) -> str:
+        """`uscc`, or NotRated when it names a closed institution."""
+        if uscc in set(self.closed["uscc"]):
+            raise NotRated(uscc)
+        return uscc
+
+    def not_rated(self) -> list[dict[str, Any]]:
+        """The closed institutions as a result lists them, in credit-code order."""
+        return [
+            {"uscc": str(uscc), "name": str(name), "reason": CLOSED_REASON}
+            for uscc, name in sorted(zip(self.closed["uscc"], self.closed["name"], strict=True))
+        ]
+
+
+class NotRated(ScoringError):
+    """Asked for the grade or explanation of an institution a result lists as not rated."""
+
+    def __init__(self, uscc: str) -> None:
+        self.uscc = uscc
+        super().__init__(f"{uscc} is not rated: {CLOSED_REASON}")
+
+
+def standing(institutions: pd.DataFrame, findings: pd.DataFrame) -> Standing:
+    """Split `institutions` (and their `findings`) into those rated and those closed. Frames
+    without a `status` column (the engine's minimum) are all rated."""
+    if "status" not in institutions.columns:
+        return Standing(institutions, findings, institutions.iloc[:0])
+    closed = institutions["status"].eq(InstitutionStatus.closed).to_numpy(dtype=bool)
+    if not closed.any():
+        return Standing(institutions, findings, institutions.iloc[:0])
+    rated = institutions[~closed].reset_index(drop=True)
+    theirs = findings["uscc"].isin(rated["uscc"]).to_numpy(dtype=bool)
+    return Standing(
+        rated, findings[theirs].reset_index(drop=True), institutions[closed].reset_index(drop=True)
+    )
+
+
+def marked(rating: pd.DataFrame, split: Standing) -> pd.DataFrame:
+    """`rating` (of `split.rated`) with a `status` column after the name, then a row per closed
+    institution: status `closed`, no score or grade, and the reason. The year's result as a
+    table says everything about every institution."""
+    out = rating.copy()
+    suspended = split.suspended
+    out.insert(
+        2,
+        "status",
+        [
+            (InstitutionStatus.suspended if u in suspended else InstitutionStatus.operating).value
+            for u in out["uscc"]
+        ],
+    )
+    if split.closed.empty:
+        return out
+    closed = pd.DataFrame(
+        {
+            "uscc": split.closed["uscc"].astype(str),
+            "name": split.closed["name"].astype(str),
+            "status": InstitutionStatus.closed.value,
+            "reason": CLOSED_REASON,
+        }
+    )
+    whole = pd.concat([out, closed], ignore_index=True)
+    # Scores and points stay whole numbers beside the closed rows' missing values.
+    numbers = [c for c in out.columns if pd.api.types.is_integer_dtype(out[c])]
+    whole[numbers] = whole[numbers].astype("Int64")
+    whole["vetoed"] = whole["vetoed"].astype("boolean")
+    return whole
