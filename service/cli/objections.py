@@ -93,8 +93,7 @@ def resolve(
     reason: Annotated[str, typer.Option(help="Why.")],
     by: Annotated[str, typer.Option(help="Who resolves it.")] = "cli",
 ) -> None:
-    """Uphold an objection (its finding is revoked and a correction draft computed, ready to
-    publish) or reject it, with a reason."""
+    """Uphold (revoke its finding, compute a correction draft) or reject, with a reason."""
     settings = context.settings()
     engine = context.engine(settings)
     try:
