@@ -270,6 +270,21 @@ def test_drawing_needs_a_supervisor_and_a_published_year(
     assert client.get("/v1/draws/999").status_code == 404
 
 
+def test_closed_when_rated_or_since_never_drawn_and_both_listed(loaded: Engine) -> None:
+    close(loaded, CLOSED)  # before the rating: listed as not rated
+    publish(loaded, 2023)
+    later = "52120111MJ06185738"  # 博文, the only D: closed after the rating
+    close(loaded, later)
+    with writing(loaded) as conn:
+        record = draws.make_draw(
+            conn, year=2023, count=15, weights=WEIGHTS, seed="s", by="tests", at=NOW
+        )
+    assert record["excluded"] == sorted([CLOSED, later])
+    assert not {CLOSED, later} & {u for u, _ in record["population"]}
+    assert not {CLOSED, later} & {d["uscc"] for d in record["drawn"]}
+    assert "D" not in record["quotas"] and len(record["drawn"]) == 14
+
+
 def test_a_draw_is_write_once(loaded: Engine) -> None:
     publish(loaded, 2023)
     with writing(loaded) as conn:

@@ -3,7 +3,8 @@ published whole, so that anyone can rerun one from its record and get the same l
 
 The sampling itself is `scoring.draw` (a pure function of grades, weights, count and seed);
 this module picks the population (the latest published revision of the year, without the
-institutions that are closed now: a closed one cannot be inspected), takes the seed from
+institutions that are closed now: a closed one cannot be inspected; those closed when it was
+rated are not in it, being listed as not rated), takes the seed from
 `secrets` unless one is given, and records everything a rerun needs: the population with
 grades, the weights, the count, the seed, the procedure's name and the snapshot it came from
 (year, revision, content hash). A database trigger refuses any change or deletion of a draw.
@@ -54,8 +55,9 @@ def make_draw(
             )
         )
     )
+    listed_closed = [r["uscc"] for r in json.loads(snap.not_rated or "[]")]  # not rated
     population = sorted(p for p in graded if p[0] not in closed)
-    excluded = sorted(u for u, _ in graded if u in closed)
+    excluded = sorted({*listed_closed, *(u for u, _ in graded if u in closed)})
     chosen = seed if seed is not None else new_seed()
     try:
         result = draw(population, weights=weights, count=count, seed=chosen)
