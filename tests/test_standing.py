@@ -99,6 +99,17 @@ def test_the_api_shows_the_mark_and_the_list(loaded: Engine, database_url: str) 
         one = http.get(f"/v1/ratings/{YEAR}/{SUSPENDED}", headers=head).json()
         assert one["rating"]["status"] == "suspended" and one["explanation"] is not None
 
+        # The public page: the closed institution under 不予评价 with the reason, not in the
+        # list of grades; the suspended one marked, in the page and in its download alike.
+        page = http.get(f"/public/{YEAR}").text
+        listing, _, after = page.partition("不予评价的机构")
+        assert after and "天津市西青区启航文化培训学校" in after and CLOSED_REASON in after
+        assert f'data-uscc="{CLOSED}"' not in listing
+        assert f'data-uscc="{SUSPENDED}"' in listing and "（暂停办学）" in listing
+        download = http.get(f"/public/{YEAR}.csv").content.decode("utf-8-sig")
+        rows = {r["统一社会信用代码"]: r for r in csv.DictReader(io.StringIO(download))}
+        assert CLOSED not in rows and rows[SUSPENDED]["等级说明"].endswith("（暂停办学）")
+
 
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ explanation. A correction lists the grades it changed, from the published revisi
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -113,6 +114,15 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class NotRated:
+    """A closed institution the result lists as not rated, with the reason."""
+
+    uscc: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Publication:
     """One published revision of the year, for the list of corrections."""
 
@@ -151,6 +161,7 @@ class View:
     rows: list[Entry]
     query: Query
     years: list[int] = field(default_factory=list)
+    not_rated: list[NotRated] = field(default_factory=list)
 
     @property
     def is_official(self) -> bool:
@@ -204,6 +215,16 @@ def _grades(conn: Connection, snapshot: snapshots.Snapshot) -> dict[str, tuple[s
     return {uscc: (name, grade) for uscc, name, grade in rows}
 
 
+def _suspended(conn: Connection, snapshot: snapshots.Snapshot) -> set[str]:
+    """Credit codes of the rows marked suspended: rated, and marked on the page."""
+    rows = conn.execute(
+        select(snapshot_rows.c.uscc).where(
+            snapshot_rows.c.snapshot_id == snapshot.id, snapshot_rows.c.status == "suspended"
+        )
+    )
+    return {uscc for (uscc,) in rows}
+
+
 def _changes(before: dict[str, tuple[str, str]], after: dict[str, tuple[str, str]]) -> list[Change]:
     """Institutions whose grade differs between two revisions, by credit code."""
     changed = [
@@ -238,8 +259,11 @@ def build(conn: Connection, *, rules: RuleSet, settings: Settings, year: int, qu
     labels = {band.grade: band.label for band in bands}
     grades = _grades(conn, shown)
     changes = _changes(_grades(conn, own[position - 1]), grades) if position else []
+    suspended = _suspended(conn, shown)
+    mark = {uscc: "（暂停办学）" for uscc in suspended}
     entries = [
-        Entry(name, uscc, grade, labels.get(grade, "")) for uscc, (name, grade) in grades.items()
+        Entry(name, uscc, grade, labels.get(grade, "") + mark.get(uscc, ""))
+        for uscc, (name, grade) in grades.items()
     ]
     return View(
         year=year,
@@ -258,6 +282,7 @@ def build(conn: Connection, *, rules: RuleSet, settings: Settings, year: int, qu
         bands=bands,
         total=len(entries),
         rows=chosen(entries, query, bands),
+        not_rated=[NotRated(**entry) for entry in json.loads(shown.not_rated or "[]")],
         query=query,
         years=sorted({s.year for s in every}, reverse=True),
     )
