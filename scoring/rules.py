@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from scoring.errors import RulesError
 from scoring.hashing import json_sha256
+from scoring.i18n import _
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Points = Annotated[int, Field(ge=1, le=1000, strict=True)]
@@ -196,7 +197,9 @@ class RuleSet:
             if scale.code == wanted:
                 return scale
         known = ", ".join(s.code for s in self.scales)
-        raise RulesError("scales.yaml", wanted, f"no such scale (known: {known})")
+        raise RulesError(
+            "scales.yaml", wanted, _("no such scale (known: {known})").format(known=known)
+        )
 
     @property
     def last_change_on(self) -> date:
@@ -223,9 +226,11 @@ class RuleSet:
             raise RulesError(
                 "ruleset.yaml",
                 self.info.version,
-                f"no rules were in force {f'on {as_of}' if as_of.year != year else f'in {year}'}"
-                f" (the measure applies from "
-                f"{self.info.issued_on.isoformat()})",
+                (
+                    _("no rules were in force on {day} (the measure applies from {since})")
+                    if as_of.year != year
+                    else _("no rules were in force in {year} (the measure applies from {since})")
+                ).format(day=as_of, year=year, since=self.info.issued_on.isoformat()),
             )
         vetoes = tuple(v for v in self.vetoes if v.in_force_from <= as_of)
         return RulesInForce(self.info, year, tuple(indicators), vetoes, chosen, tuple(bands))
