@@ -511,6 +511,13 @@ def test_every_guard_dropped_is_named_and_restored(loaded: Engine) -> None:
             "rows_no_delete",
             "findings_no_delete",
             "findings_revoked_final",
+            # migrations 0004 (the inspection register) and 0005 (draws, objections)
+            "inspections_no_update",
+            "inspections_no_delete",
+            "draws_no_update",
+            "draws_no_delete",
+            "objections_no_delete",
+            "objections_resolved_final",
         }
         if loaded.dialect.name == "sqlite"
         else {
@@ -523,6 +530,13 @@ def test_every_guard_dropped_is_named_and_restored(loaded: Engine) -> None:
             "snapshots_no_truncate",
             "snapshot_rows_no_truncate",
             "findings_no_truncate",
+            "inspections_final",
+            "inspections_no_truncate",
+            "draws_write_once",
+            "draws_no_truncate",
+            "objections_no_delete",
+            "objections_resolved_final",
+            "objections_no_truncate",
         }
     )
     assert set(missing) == expected

@@ -723,7 +723,7 @@ def test_postgresql_refuses_truncating_snapshots_and_findings(postgres_loaded: E
     publish(postgres_loaded, 2023)
     refused(postgres_loaded, "TRUNCATE snapshot_rows", IMMUTABLE)
     refused(postgres_loaded, "TRUNCATE snapshots CASCADE", IMMUTABLE)
-    refused(postgres_loaded, "TRUNCATE findings", "never deleted")
+    refused(postgres_loaded, "TRUNCATE findings CASCADE", "never deleted")
     assert count(postgres_loaded, snapshot_rows) == SAMPLE_INSTITUTIONS
     assert count(postgres_loaded, findings) == SAMPLE_FINDINGS
 

@@ -1,9 +1,10 @@
 """Bring a database to the latest schema with Alembic; used at start-up and by the tests.
 
-The guards (triggers that keep published snapshots and findings intact, installed by migration
-0001) are checked as well: `missing_guards` names any guard that was dropped, disabled or
-replaced (what /ready reports), and `upgrade` puts them back every time it runs, so a start-up
-or any `credit-rating` command restores them.
+The guards (triggers that keep published snapshots, findings, inspections, draws and
+objections intact, installed by the migrations that make those tables) are checked as well:
+`missing_guards` names any guard that was dropped, disabled or replaced (what /ready reports),
+and `upgrade` puts them back every time it runs, so a start-up or any `credit-rating` command
+restores them.
 """
 
 from __future__ import annotations
@@ -53,40 +54,72 @@ def is_current(engine: Engine) -> bool:
 
 
 @cache
-def _initial_schema() -> ModuleType:
-    """Migration 0001, where the guards are defined (one definition, not a copy)."""
-    path = MIGRATIONS / "versions" / "0001_initial_schema.py"
-    spec = importlib.util.spec_from_file_location("credit_rating_migration_0001", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _guarded_migrations() -> tuple[ModuleType, ...]:
+    """The migrations that install guards (0001, then each that adds a guarded table), loaded
+    from their files: the guards are defined there once, not copied here."""
+    found = []
+    for path in sorted((MIGRATIONS / "versions").glob("[0-9]*.py")):
+        spec = importlib.util.spec_from_file_location(f"credit_rating_migration_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "POSTGRES_GUARDS"):
+            found.append(module)
+    return tuple(found)
 
 
 def _squeeze(sql: str | None) -> str:
     return " ".join((sql or "").split())
 
 
-def _sqlite_expected() -> dict[str, str]:
-    """Each SQLite guard trigger's name and the statement that creates it."""
-    m: Any = _initial_schema()
-    return {trigger[0]: m._sqlite_guard(*trigger) for trigger in m.SQLITE_TRIGGERS}
+_SQLITE_TRIGGER = re.compile(r"CREATE TRIGGER (\w+) BEFORE \w+ ON (\w+)")
+
+
+def _sqlite_expected(tables: set[str]) -> dict[str, str]:
+    """Each SQLite guard trigger on one of `tables` and the statement that creates it (a
+    migration lists its statements, or (name, event, table, when, message) tuples)."""
+    expected = {}
+    for m in _guarded_migrations():
+        module: Any = m
+        statements = list(getattr(module, "SQLITE_GUARDS", []))
+        statements += [module._sqlite_guard(*t) for t in getattr(module, "SQLITE_TRIGGERS", [])]
+        for statement in statements:
+            if (found := _SQLITE_TRIGGER.match(statement)) and found[2] in tables:
+                expected[found[1]] = statement
+    return expected
 
 
 _PG_TRIGGER = re.compile(r"CREATE TRIGGER (\w+) .*? ON (\w+) .*EXECUTE FUNCTION (\w+)\(", re.S)
 _PG_FUNCTION = re.compile(r"CREATE FUNCTION (\w+)\(\).*?AS \$\$(.*)\$\$", re.S)
 
 
-def _postgres_expected() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str, str]]]:
-    """PostgreSQL guards: {function: (body, statement)}, {trigger: (table, function, stmt)}."""
-    m: Any = _initial_schema()
+def _postgres_expected(
+    tables: set[str],
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str, str]]]:
+    """PostgreSQL guards: {function: (body, statement)}, {trigger: (table, function, stmt)}
+    for the triggers on `tables` (grants are not guards: they are not checked here)."""
     functions, triggers = {}, {}
-    for statement in m.POSTGRES_GUARDS:
-        if found := _PG_FUNCTION.match(statement):
-            functions[found[1]] = (found[2], statement)
-        elif found := _PG_TRIGGER.match(statement):
-            triggers[found[1]] = (found[2], found[3], statement)
+    for m in _guarded_migrations():
+        module: Any = m
+        for statement in module.POSTGRES_GUARDS:
+            if found := _PG_FUNCTION.match(statement):
+                functions[found[1]] = (found[2], statement)
+            elif (found := _PG_TRIGGER.match(statement)) and found[2] in tables:
+                triggers[found[1]] = (found[2], found[3], statement)
     return functions, triggers
+
+
+def _tables(conn: Connection) -> set[str]:
+    """The tables there are: a guard is expected once its table exists (a migration that
+    restores guards runs before later migrations have made theirs)."""
+    if conn.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        query = (
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
+            "AND relnamespace = current_schema()::regnamespace"
+        )
+    return {name for (name,) in conn.exec_driver_sql(query)}
 
 
 def missing_guards(conn: Connection) -> list[str]:
@@ -100,10 +133,10 @@ def missing_guards(conn: Connection) -> list[str]:
         }
         return [
             name
-            for name, sql in _sqlite_expected().items()
+            for name, sql in _sqlite_expected(_tables(conn)).items()
             if _squeeze(present.get(name)) != _squeeze(sql)
         ]
-    functions, triggers = _postgres_expected()
+    functions, triggers = _postgres_expected(_tables(conn))
     bodies: dict[str, str] = {
         name: body
         for name, body in conn.exec_driver_sql(
@@ -130,12 +163,12 @@ def restore_guards(conn: Connection) -> list[str]:
     """Put back every guard `missing_guards` names; returns what was restored."""
     wrong = missing_guards(conn)
     if conn.dialect.name == "sqlite":
-        expected = _sqlite_expected()
+        expected = _sqlite_expected(_tables(conn))
         for name in wrong:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
             conn.execute(text(expected[name]))
         return wrong
-    functions, triggers = _postgres_expected()
+    functions, triggers = _postgres_expected(_tables(conn))
     for name, (_, statement) in functions.items():
         if f"{name}()" in wrong:
             conn.execute(text(statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")))

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from service.core.migrate import restore_guards
-
 # revision identifiers, used by Alembic.
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0005"
@@ -30,7 +28,6 @@ def upgrade() -> None:
     # guards).
     op.add_column("snapshots", sa.Column("not_rated", sa.Text(), nullable=True))
     op.add_column("snapshot_rows", sa.Column("status", sa.String(16), nullable=True))
-    restore_guards(op.get_bind())
 
 
 def downgrade() -> None:
