@@ -6,7 +6,8 @@ With JavaScript on and off, the page shows its Chinese title and every row, a se
 the list and a column header sorts it, all by plain GET requests; every Chinese character is
 drawn with a CJK font (no missing glyph); printed, it is an A4 list without the form. The docs
 render their operations with every request to another host refused. Screenshots go to
-docs/screenshots/ (linked from docs/public.md).
+build/screenshots/ on every run, and to docs/screenshots/ (linked from docs/public.md) with
+CREDIT_UPDATE_SCREENSHOTS=1, so a test run leaves the committed ones alone.
 
 Skipped only when this machine has no Chromium, saying so; in CI (CI=true) that fails instead.
 """
@@ -38,7 +39,7 @@ MISSING = "no Chromium executable (apt-get install chromium, or set CREDIT_TEST_
 if chromium_path() is None and not os.environ.get("CI"):
     pytest.skip(f"browser tests skipped: {MISSING}", allow_module_level=True)
 
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / ("docs" if os.environ.get("CREDIT_UPDATE_SCREENSHOTS") else "build") / "screenshots"
 REVOKED = "XQ-2024-0003"
 REASON_2024 = "异议成立，撤销一项投诉查实结论（12345热线工单202403250046），更正评价结果"
 CJK_FONTS = {"Noto Sans CJK SC", "Noto Serif CJK SC", "Source Han Sans SC"}
@@ -96,7 +97,7 @@ def open_page(browser: Browser, *, javascript: bool = True) -> Page:
 
 def shot(page: Page, name: str, *, full_page: bool = False) -> None:
     """A screenshot for the docs, in 128 colours: a quarter of the bytes, the text as sharp."""
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     image = Image.open(io.BytesIO(page.screenshot(full_page=full_page)))
     image.convert("RGB").quantize(colors=128).save(SHOTS / name, optimize=True)
 
