@@ -9,6 +9,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from html import escape as html_escape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -319,3 +320,23 @@ def test_with_nothing_published_the_latest_page_says_so(tmp_path: Any) -> None:
         response = httpx.get(f"{base}/public")
     assert response.status_code == 404
     assert "尚未公布任何年度的信用评价结果" in response.text
+
+
+def test_a_draw_from_the_year_is_published_on_its_page(
+    live: Live, http: httpx.Client, published: dict[str, Any]
+) -> None:
+    """一公开: the draw's seed, quotas and list, and a link to its whole record."""
+    response = http.post(
+        "/v1/draws", headers=live.as_("supervisor"), json={"year": 2023, "count": 4, "seed": "p1"}
+    )
+    assert response.status_code in (200, 201), response.text
+    draw = response.json()
+    html = page(http, "/public/2023")
+    section = html[html.index("“双随机”抽查名单") :]
+    assert f'<a href="/v1/draws/{draw["id"]}">' in section and "<code>p1</code>" in section
+    names = {row["uscc"]: row["name"] for row in published["current"]["institutions"]}
+    for drawn in draw["drawn"]:
+        assert drawn["uscc"] in section and html_escape(names[drawn["uscc"]]) in section
+    record = http.get(f"/v1/draws/{draw['id']}")  # anyone may read it to rerun the draw
+    assert record.status_code == 200 and record.json()["seed"] == "p1"
+    assert "“双随机”抽查名单" not in page(http, "/public/2024", status=404)

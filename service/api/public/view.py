@@ -23,7 +23,7 @@ from scoring.rules import MAX_YEAR, MIN_YEAR, Band, RuleSet
 from service.core.errors import NotFound
 from service.core.settings import Settings
 from service.core.tables import snapshot_rows
-from service.ratings import snapshots
+from service.ratings import draws, snapshots
 from service.ratings.publicity import Publicity, publicity
 
 BEIJING = timezone(timedelta(hours=8))
@@ -123,6 +123,19 @@ class NotRated:
 
 
 @dataclass(frozen=True)
+class DrawShown:
+    """A random-inspection draw from the year's grades (一公开): enough to rerun it from its
+    published record, `/v1/draws/{id}`."""
+
+    id: int
+    created_at: datetime
+    seed: str
+    count: int
+    quotas: dict[str, int]
+    drawn: list[tuple[str, str, str]]  # (name, credit code, grade)
+
+
+@dataclass(frozen=True)
 class Publication:
     """One published revision of the year, for the list of corrections."""
 
@@ -162,6 +175,7 @@ class View:
     query: Query
     years: list[int] = field(default_factory=list)
     not_rated: list[NotRated] = field(default_factory=list)
+    draws: list[DrawShown] = field(default_factory=list)
 
     @property
     def is_official(self) -> bool:
@@ -283,6 +297,17 @@ def build(conn: Connection, *, rules: RuleSet, settings: Settings, year: int, qu
         total=len(entries),
         rows=chosen(entries, query, bands),
         not_rated=[NotRated(**entry) for entry in json.loads(shown.not_rated or "[]")],
+        draws=[
+            DrawShown(
+                d["id"],
+                _utc(d["created_at"]),
+                d["seed"],
+                d["count"],
+                d["quotas"],
+                [(grades.get(x["uscc"], ("", ""))[0], x["uscc"], x["grade"]) for x in d["drawn"]],
+            )
+            for d in draws.listing(conn, year=year)
+        ],
         query=query,
         years=sorted({s.year for s in every}, reverse=True),
     )
