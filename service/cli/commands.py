@@ -36,6 +36,7 @@ from service.api import keys
 from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
 from service.cli import context, render
+from service.cli import publish as publish_commands
 from service.cli.calibrate import calibrate as calibrate_command
 from service.cli.compare import compare as compare_command
 from service.cli.coverage import coverage_command
@@ -255,6 +256,8 @@ def evaluate(
 
 app.command("calibrate")(calibrate_command)
 app.command("compare")(compare_command)
+app.command("compute")(publish_commands.compute)
+app.command("publish")(publish_commands.publish)
 app.command("export")(export_command)
 app.command("coverage")(coverage_command)
 app.command("draw")(draw_command)
