@@ -114,7 +114,7 @@ def resolve(
         s = SnapshotPublic.of(done.correction)
         print(
             f"correction draft: {s.year} revision {s.revision} ({s.reason}); publish it with "
-            f"`POST /v1/ratings/{s.year}/publish` and a reason"
+            f"`credit-rating publish --year {s.year}` (or `POST /v1/ratings/{s.year}/publish`)"
         )
 
 
