@@ -117,12 +117,15 @@ def _digest(year: int, institutions: list[dict[str, Any]], findings: list[dict[s
 def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
     """Plain records of the given fields, dates as ISO text, counts as int."""
     present = [f for f in fields if f in frame.columns]
-    data = frame[present].copy()
-    if "occurred_on" in data:
-        data["occurred_on"] = data["occurred_on"].dt.strftime("%Y-%m-%d")
-    if "count" in data:
-        data["count"] = data["count"].astype("int64")
-    return [{str(k): _plain(v) for k, v in r.items()} for r in data.to_dict("records")]
+    columns = []
+    for name in present:  # column by column: many times faster than to_dict("records")
+        column = frame[name]
+        if name == "occurred_on":
+            column = column.dt.strftime("%Y-%m-%d")
+        elif name == "count":
+            column = column.astype("int64")
+        columns.append([_plain(v) for v in column.tolist()])
+    return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _plain(value: Any) -> Any:
@@ -187,14 +190,8 @@ def _explain(
     not_counted = []
     for record in findings:
         finding = _cite(record)
-        if finding.status != "active":
-            reason = f"status {finding.status}: kept on record, not counted"
-            not_counted.append(NotCounted(finding=finding, reason=reason))
-        elif finding.occurred_on < force.counts_from:
-            reason = (
-                f"dated before the measure came into force on {force.info.issued_on}: "
-                "not counted (not retroactive)"
-            )
+        reason = not_counted_reason(finding.status, finding.occurred_on, force)
+        if reason is not None:
             not_counted.append(NotCounted(finding=finding, reason=reason))
         else:
             by_code.setdefault(record["indicator"], []).append(finding)
@@ -241,6 +238,19 @@ def _explain(
         rules_hash=force.content_hash,
         input_digest=_digest(force.year, [institution], findings),
     )
+
+
+def not_counted_reason(status: str, occurred_on: date, force: RulesInForce) -> str | None:
+    """Why a finding of the year does not count (None: it counts). Shared with
+    `scoring.explain_json`, which writes the same explanations as text."""
+    if status != "active":
+        return f"status {status}: kept on record, not counted"
+    if occurred_on < force.counts_from:
+        return (
+            f"dated before the measure came into force on {force.info.issued_on}: "
+            "not counted (not retroactive)"
+        )
+    return None
 
 
 def _cite(record: dict[str, Any]) -> FindingCited:

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection
 
-from scoring.hashing import json_sha256
+from scoring.hashing import canonical_json, json_sha256
 from service.core.errors import Conflict, NotConfigured
 from service.ratings.snapshots import Snapshot, as_dict, every, rows_of
 
@@ -73,6 +73,53 @@ def content_hash(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if header.get("not_rated"):
         content["not_rated"] = json.loads(header["not_rated"])
     return json_sha256(content)
+
+
+class ContentHasher:
+    """`content_hash`, taken row by row as the rows are made: the same digest of the same text,
+    without holding every row (a national year's explanations are hundreds of megabytes).
+
+    Rows must come in strictly increasing uscc order (the order `content_hash` sorts them in);
+    a row out of order raises ValueError. `header` is the snapshot header `content_hash` takes.
+    """
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {f: header[f] for f in HEADER_FIELDS}
+        if header.get("not_rated"):
+            fields["not_rated"] = json.loads(header["not_rated"])
+        # The text of a dict with sorted keys, the rows' list written in its place in between.
+        parts = {k: canonical_json(k) + ":" + canonical_json(v) for k, v in fields.items()}
+        before = [parts[k] for k in sorted(parts) if k < "rows"]
+        after = [parts[k] for k in sorted(parts) if k > "rows"]
+        self._digest = hashlib.sha256(
+            ("{" + "".join(p + "," for p in before) + '"rows":[').encode("utf-8")
+        )
+        self._suffix = "]" + "".join("," + p for p in after) + "}"
+        self._last: str | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        uscc = row["uscc"]
+        if self._last is not None and not uscc > self._last:
+            raise ValueError(f"rows out of uscc order: {uscc} after {self._last}")
+        text = canonical_json(_hashed_row(row))
+        self._digest.update((text if self._last is None else "," + text).encode("utf-8"))
+        self._last = uscc
+
+    def hexdigest(self) -> str:
+        """The content hash (`sha256:` and hex); call once, after the last row."""
+        self._digest.update(self._suffix.encode("utf-8"))
+        return "sha256:" + self._digest.hexdigest()
+
+
+HEADER_FIELDS = ("year", "scale", "ruleset_version", "rules_hash", "input_digest")
+
+
+def _hashed_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{f: r[f] for f in ROW_FIELDS},
+        "explanation": r["explanation"],
+        **({"status": r["status"]} if r.get("status") else {}),
+    }
 
 
 def chain_hash(snapshot: dict[str, Any], prev_hash: str) -> str:

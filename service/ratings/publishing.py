@@ -12,6 +12,7 @@ there as the transaction's last step (`service.ratings.integrity`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,20 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from scoring.engine import rate
-from scoring.explain import explain_all, input_digest
+from scoring.explain import input_digest
+from scoring.explain_json import explanation_texts, records_of
 from scoring.inputs import InstitutionStatus
 from scoring.rules import RuleSet
 from scoring.standing import standing
 from service.core.clock import now
 from service.core.errors import Conflict, NotConfigured, NotFound
 from service.core.settings import SharingConfig
-from service.core.tables import snapshot_rows, snapshots
+from service.core.tables import snapshots
 from service.ratings.integrity import (
     GENESIS,
+    ContentHasher,
     append_anchor,
     chain_hash,
-    content_hash,
     fingerprint,
     load_signing_key,
     sign,
@@ -43,33 +45,39 @@ from service.sharing import outbox
 PUBLISH_LOCK = 19_800_000  # PostgreSQL advisory lock key for publishing
 
 
-def rate_rows(
+ROW_CHUNK = 5_000
+"""Rows made, hashed and stored at a time when computing a draft: a national year's rows (their
+explanations are several kilobytes each) are never all held at once."""
+
+ROW_COLUMNS = (
+    "uscc",
+    "name",
+    "licence_no",
+    "score",
+    "grade",
+    "vetoed",
+    "vetoes",
+    "points",
+    "explanation",
+    "status",
+)
+
+
+def rated_rows(
     institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Rate a year and shape it as a snapshot header and rows (nothing stored)."""
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """Rate a year: the snapshot header, and its rows made lazily in uscc order (nothing stored).
+
+    The engine rates the whole district at once; the rows (with each explanation's JSON,
+    `scoring.explain_json`) are then made as they are taken, so the caller can hash and store
+    them a chunk at a time."""
     force = rules.in_force(year, scale)
     split = standing(institutions, findings)
-    rating = rate(split.rated, split.findings, force)
-    explanations = explain_all(split.rated, split.findings, force, year)
-    codes = [i.code for i in force.indicators]
-    suspended = split.suspended
-    rows = [
-        {
-            "uscc": r["uscc"],
-            "name": r["name"],
-            "licence_no": licence,
-            "score": int(r["score"]),
-            "grade": str(r["grade"]),
-            "vetoed": bool(r["vetoed"]),
-            "vetoes": json.dumps(list(r["vetoes"])),
-            "points": json.dumps({c: int(r[c]) for c in codes}),
-            "explanation": e.model_dump_json(),
-            "status": InstitutionStatus.suspended.value if r["uscc"] in suspended else None,
-        }
-        for r, licence, e in zip(
-            rating.to_dict("records"), split.rated["licence_no"], explanations, strict=True
-        )
-    ]
+    graded = split.rated
+    if not graded["uscc"].is_monotonic_increasing:  # the content hash takes rows in uscc order
+        graded = graded.sort_values("uscc", ignore_index=True)
+    graded = graded.reset_index(drop=True)
+    rating = rate(graded, split.findings, force)
     not_rated = split.not_rated()
     header = {
         "year": year,
@@ -79,7 +87,41 @@ def rate_rows(
         "input_digest": input_digest(institutions, findings, year),
         "not_rated": json.dumps(not_rated, ensure_ascii=False) if not_rated else None,
     }
-    return header, rows
+    return header, _rows(graded, split.findings, rating, force, split.suspended)
+
+
+def _rows(
+    graded: Any, findings: Any, rating: Any, force: Any, suspended: set[str]
+) -> Iterator[dict[str, Any]]:
+    codes = [i.code for i in force.indicators]
+    texts = explanation_texts(graded, findings, rating, force)
+    columns = ["uscc", "name", "score", "grade", "vetoed", "vetoes", *codes]
+    licences = graded["licence_no"]
+    mark = InstitutionStatus.suspended.value
+    for start in range(0, len(graded), ROW_CHUNK):
+        part = records_of(rating.iloc[start : start + ROW_CHUNK], columns)
+        licence = licences.iloc[start : start + ROW_CHUNK].tolist()
+        for r, licence_no in zip(part, licence, strict=True):
+            yield {
+                "uscc": r["uscc"],
+                "name": r["name"],
+                "licence_no": licence_no,
+                "score": int(r["score"]),
+                "grade": str(r["grade"]),
+                "vetoed": bool(r["vetoed"]),
+                "vetoes": json.dumps(list(r["vetoes"])),
+                "points": json.dumps({c: int(r[c]) for c in codes}),
+                "explanation": next(texts),
+                "status": mark if r["uscc"] in suspended else None,
+            }
+
+
+def rate_rows(
+    institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Rate a year and shape it as a snapshot header and rows (nothing stored)."""
+    header, rows = rated_rows(institutions, findings, rules, year, scale)
+    return header, list(rows)
 
 
 def compute_draft(
@@ -95,9 +137,13 @@ def compute_draft(
 
     `reason` is why the draft was computed (an upheld objection): publishing it as a
     correction records it in the correction's reason (see `publish`).
+
+    The rows are made, hashed and stored `ROW_CHUNK` at a time (on PostgreSQL with COPY); the
+    draft's header is stored first and given its content hash after its last row, all in the
+    caller's one transaction.
     """
     institutions, findings = storage.frames(conn, year=year)
-    header, rows = rate_rows(institutions, findings, rules, year, scale)
+    header, rows = rated_rows(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
     revision = (
@@ -108,15 +154,50 @@ def compute_draft(
             **header,
             revision=revision,
             status="draft",
-            content_hash=content_hash(header, rows),
+            content_hash="",  # set below, once every row is hashed
             created_at=now(),
             created_by=by,
             reason=reason,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
-    if rows:
-        conn.execute(snapshot_rows.insert(), [{**r, "snapshot_id": snapshot_id} for r in rows])
+    hasher = ContentHasher(header)
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        hasher.add(row)
+        chunk.append(row)
+        if len(chunk) == ROW_CHUNK:
+            _store_rows(conn, snapshot_id, chunk)
+            chunk = []
+    _store_rows(conn, snapshot_id, chunk)
+    conn.execute(
+        snapshots.update()
+        .where(snapshots.c.id == snapshot_id)
+        .values(content_hash=hasher.hexdigest())
+    )
     return get(conn, year=year, revision=revision)
+
+
+def _store_rows(conn: Connection, snapshot_id: int, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":  # COPY: many times faster than INSERTs
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        names = ", ".join(("snapshot_id", *ROW_COLUMNS))
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY snapshot_rows ({names}) FROM STDIN") as copy,
+        ):
+            for r in rows:
+                copy.write_row((snapshot_id, *(r[c] for c in ROW_COLUMNS)))
+        return
+    # Tuples straight to the driver's executemany: SQLAlchemy's per-row parameter handling
+    # would cost more than SQLite's insert.
+    conn.exec_driver_sql(
+        f"INSERT INTO snapshot_rows ({', '.join(('snapshot_id', *ROW_COLUMNS))}) "
+        f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 1))})",
+        [(snapshot_id, *(r[c] for c in ROW_COLUMNS)) for r in rows],
+    )
 
 
 def publish(

@@ -50,20 +50,25 @@ def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, 
 
     With `year`, only findings dated in that year are loaded (the others cannot count).
     """
-    inst = pd.DataFrame(
-        [dict(r._mapping) for r in conn.execute(select(*institutions.c[INSTITUTION_FIELDS]))],
-        columns=list(INSTITUTION_FIELDS),
-    )
+    inst = _frame(conn, select(*institutions.c[INSTITUTION_FIELDS]), INSTITUTION_FIELDS)
     query = select(*findings.c[FINDING_FIELDS])
     if year is not None:
         query = query.where(dated_in(year))
-    found = pd.DataFrame(
-        [dict(r._mapping) for r in conn.execute(query)], columns=list(FINDING_FIELDS)
-    )
+    found = _frame(conn, query, FINDING_FIELDS)
     found["occurred_on"] = pd.to_datetime(found["occurred_on"]).astype("datetime64[ns]")
     found["count"] = found["count"].astype("int64")
     return inst.sort_values("uscc", ignore_index=True), found.sort_values(
         "finding_id", ignore_index=True
+    )
+
+
+def _frame(conn: Connection, query: Any, fields: tuple[str, ...]) -> pd.DataFrame:
+    """The query's rows as a frame of object columns (built column by column, from tuples)."""
+    rows = conn.execute(query).tuples().all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    return pd.DataFrame(
+        {f: pd.Series(list(c), dtype=object) for f, c in zip(fields, columns, strict=True)},
+        columns=list(fields),
     )
 
 
