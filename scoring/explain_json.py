@@ -94,6 +94,7 @@ class ExplanationWriter:
             f',"ruleset_version":{_s(force.version)},"rules_hash":{_s(force.content_hash)},'
             '"input_digest":'
         )
+        self._indicator_cache: dict[tuple[int, int], tuple[str, str]] = {}
         self.head = f',"year":{int(force.year)},"scale":{_s(force.scale.code)},"score":'
 
     def write(
@@ -105,6 +106,16 @@ class ExplanationWriter:
         """The explanation's JSON: `row` of the rating (uscc, name, score, grade, vetoed and
         points kept per indicator code), `institution` its record, `findings` its records of
         the year."""
+        return self.write_escaped(row, institution, findings)[0]
+
+    def write_escaped(
+        self,
+        row: dict[str, Any],
+        institution: dict[str, Any],
+        findings: list[dict[str, Any]],
+    ) -> tuple[str, str]:
+        """`write`'s text, and the same text escaped as a JSON string escapes it (without the
+        quotes): what a snapshot's content hash covers, made from pieces escaped once."""
         by_code: dict[str, list[str]] = {}
         not_counted = []
         for record in findings:
@@ -117,26 +128,56 @@ class ExplanationWriter:
             else:
                 by_code.setdefault(record["indicator"], []).append(cited)
         grade = str(row["grade"])
-        vetoes = ",".join(
-            prefix + ",".join(by_code[code]) + "]}"
-            for code, prefix in self.vetoes
-            if code in by_code
-        )
-        indicators = []
-        for code, points, prefix in self.indicators:
-            kept = int(row[code])
-            indicators.append(
-                f'{prefix}{kept},"lost":{points - kept},"findings":['
-                + ",".join(by_code.get(code, ()))
-                + "]}"
-            )
-        return (
+        head = (
             f'{{"uscc":{_s(row["uscc"])},"name":{_s(row["name"])}{self.head}{int(row["score"])},'
             f'"grade":{_s(grade)},"grade_label":{_s(self.labels[grade])},'
-            f'"vetoed":{"true" if row["vetoed"] else "false"},"vetoes":[{vetoes}],'
-            f'"indicators":[{",".join(indicators)}],"not_counted":[{",".join(not_counted)}]'
+            f'"vetoed":{"true" if row["vetoed"] else "false"},"vetoes":['
+        )
+        plain = [head]
+        escaped = [_e(head)]
+        if by_code:
+            vetoes = ",".join(
+                prefix + ",".join(by_code[code]) + "]}"
+                for code, prefix in self.vetoes
+                if code in by_code
+            )
+            plain.append(vetoes)
+            escaped.append(_e(vetoes))
+        plain.append('],"indicators":[')
+        escaped.append(_e('],"indicators":['))
+        cache = self._indicator_cache
+        for index, (code, points, prefix) in enumerate(self.indicators):
+            kept = int(row[code])
+            comma = "," if index else ""
+            found = by_code.get(code)
+            if found is None:  # the common case: no finding, a piece written once
+                key = (index, kept)
+                pieces = cache.get(key)
+                if pieces is None:
+                    text = f'{comma}{prefix}{kept},"lost":{points - kept},"findings":[]}}'
+                    pieces = cache[key] = (text, _e(text))
+                plain.append(pieces[0])
+                escaped.append(pieces[1])
+            else:
+                text = (
+                    f'{comma}{prefix}{kept},"lost":{points - kept},"findings":['
+                    + ",".join(found)
+                    + "]}"
+                )
+                plain.append(text)
+                escaped.append(_e(text))
+        tail = (
+            f'],"not_counted":[{",".join(not_counted)}]'
             f"{self.tail}{_s(_digest(self.force.year, [institution], findings))}}}"
         )
+        plain.append(tail)
+        escaped.append(_e(tail))
+        return "".join(plain), "".join(escaped)
+
+
+def _e(text: str) -> str:
+    """`text` escaped as in a JSON string, without the quotes."""
+    return str(encode_basestring(text))[1:-1]
 
 
 def _cite(record: dict[str, Any]) -> str:
@@ -155,9 +196,22 @@ def explanation_texts(
     rating: pd.DataFrame,
     force: RulesInForce,
 ) -> Iterator[str]:
+    """Each institution's explanation as JSON text, in the order of `institutions` (see
+    `escaped_explanation_texts`)."""
+    for text, _escaped in escaped_explanation_texts(institutions, findings, rating, force):
+        yield text
+
+
+def escaped_explanation_texts(
+    institutions: pd.DataFrame,
+    findings: pd.DataFrame,
+    rating: pd.DataFrame,
+    force: RulesInForce,
+) -> Iterator[tuple[str, str]]:
     """Each institution's explanation as JSON text, in the order of `institutions`, from
     `rating` (the engine's rating of exactly those institutions, in the same order):
-    what `explain_all(...)[k].model_dump_json()` gives, `CHUNK` institutions at a time."""
+    what `explain_all(...)[k].model_dump_json()` gives, `CHUNK` institutions at a time; each
+    with the text escaped as a JSON string escapes it (`ExplanationWriter.write_escaped`)."""
     writer = ExplanationWriter(force)
     by_uscc = findings_by_uscc(findings, force.year)
     institutions = institutions.reset_index(drop=True)
@@ -166,4 +220,4 @@ def explanation_texts(
         part = institutions.iloc[start : start + CHUNK]
         rated = records_of(rating.iloc[start : start + CHUNK], columns)
         for row, institution in zip(rated, records_of(part, INSTITUTION_FIELDS), strict=True):
-            yield writer.write(row, institution, by_uscc.get(institution["uscc"], []))
+            yield writer.write_escaped(row, institution, by_uscc.get(institution["uscc"], []))

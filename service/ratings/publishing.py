@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scoring.engine import rate
 from scoring.explain import input_digest
-from scoring.explain_json import explanation_texts, records_of
+from scoring.explain_json import escaped_explanation_texts, records_of
 from scoring.inputs import InstitutionStatus
 from scoring.rules import RuleSet
 from scoring.standing import standing
@@ -38,7 +38,14 @@ from service.ratings.integrity import (
     load_signing_key,
     sign,
 )
-from service.ratings.snapshots import Snapshot, as_dict, get, latest_draft, published, rows_of
+from service.ratings.snapshots import (
+    Snapshot,
+    as_dict,
+    get,
+    grades_of,
+    latest_draft,
+    published,
+)
 from service.records import storage
 from service.sharing import outbox
 
@@ -63,14 +70,9 @@ ROW_COLUMNS = (
 )
 
 
-def rated_rows(
+def _rated(
     institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
-) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
-    """Rate a year: the snapshot header, and its rows made lazily in uscc order (nothing stored).
-
-    The engine rates the whole district at once; the rows (with each explanation's JSON,
-    `scoring.explain_json`) are then made as they are taken, so the caller can hash and store
-    them a chunk at a time."""
+) -> tuple[dict[str, Any], Iterator[tuple[dict[str, Any], str]]]:
     force = rules.in_force(year, scale)
     split = standing(institutions, findings)
     graded = split.rated
@@ -90,30 +92,51 @@ def rated_rows(
     return header, _rows(graded, split.findings, rating, force, split.suspended)
 
 
+def rated_rows(
+    institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """Rate a year: the snapshot header, and its rows made lazily in uscc order (nothing stored).
+
+    The engine rates the whole district at once; the rows (with each explanation's JSON,
+    `scoring.explain_json`) are then made as they are taken, so the caller can hash and store
+    them a chunk at a time."""
+    header, rows = _rated(institutions, findings, rules, year, scale)
+    return header, (row for row, _escaped in rows)
+
+
 def _rows(
     graded: Any, findings: Any, rating: Any, force: Any, suspended: set[str]
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each row, with its explanation escaped as the content hash writes it."""
     codes = [i.code for i in force.indicators]
-    texts = explanation_texts(graded, findings, rating, force)
+    texts = escaped_explanation_texts(graded, findings, rating, force)
     columns = ["uscc", "name", "score", "grade", "vetoed", "vetoes", *codes]
     licences = graded["licence_no"]
     mark = InstitutionStatus.suspended.value
+    points: dict[tuple[int, ...], str] = {}  # most institutions keep the same points: once
     for start in range(0, len(graded), ROW_CHUNK):
         part = records_of(rating.iloc[start : start + ROW_CHUNK], columns)
         licence = licences.iloc[start : start + ROW_CHUNK].tolist()
         for r, licence_no in zip(part, licence, strict=True):
-            yield {
-                "uscc": r["uscc"],
-                "name": r["name"],
-                "licence_no": licence_no,
-                "score": int(r["score"]),
-                "grade": str(r["grade"]),
-                "vetoed": bool(r["vetoed"]),
-                "vetoes": json.dumps(list(r["vetoes"])),
-                "points": json.dumps({c: int(r[c]) for c in codes}),
-                "explanation": next(texts),
-                "status": mark if r["uscc"] in suspended else None,
-            }
+            text, escaped = next(texts)
+            kept = tuple(int(r[c]) for c in codes)
+            if kept not in points:
+                points[kept] = json.dumps(dict(zip(codes, kept, strict=True)))
+            yield (
+                {
+                    "uscc": r["uscc"],
+                    "name": r["name"],
+                    "licence_no": licence_no,
+                    "score": int(r["score"]),
+                    "grade": str(r["grade"]),
+                    "vetoed": bool(r["vetoed"]),
+                    "vetoes": json.dumps(list(r["vetoes"])),
+                    "points": points[kept],
+                    "explanation": text,
+                    "status": mark if r["uscc"] in suspended else None,
+                },
+                escaped,
+            )
 
 
 def rate_rows(
@@ -143,7 +166,7 @@ def compute_draft(
     caller's one transaction.
     """
     institutions, findings = storage.frames(conn, year=year)
-    header, rows = rated_rows(institutions, findings, rules, year, scale)
+    header, rows = _rated(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
     revision = (
@@ -162,8 +185,8 @@ def compute_draft(
     ).inserted_primary_key[0]  # type: ignore[index]
     hasher = ContentHasher(header)
     chunk: list[dict[str, Any]] = []
-    for row in rows:
-        hasher.add(row)
+    for row, escaped in rows:
+        hasher.add(row, escaped)
         chunk.append(row)
         if len(chunk) == ROW_CHUNK:
             _store_rows(conn, snapshot_id, chunk)
@@ -288,7 +311,7 @@ def publish(
     outbox.enqueue(
         conn,
         snapshot=done,
-        rows=rows_of(conn, done),
+        rows=grades_of(conn, done),  # what a batch carries: no explanation is read
         config=sharing or SharingConfig(),
         now=values["published_at"],
     )
