@@ -19,6 +19,7 @@ from service.api import problems
 from service.api.caches.memory import ReadCache
 from service.api.caches.responses import ResponseCache
 from service.api.guard import Guard
+from service.api.published import LOOKUP_PATH, FastLookups, PublishedYears
 from service.api.routes import (
     deliveries,
     docs,
@@ -108,12 +109,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Metrics outermost, so answers from the response cache are counted and timed too; the
     # guard around the cache, so that they are rate-limited and get the security headers.
+    published = PublishedYears(engine, settings.published_memory)
+    # Inside the response cache: a lookup of a published year kept in memory is answered
+    # before routing (service.api.published), and the answer kept like the route's.
+    lookup = next(r for r in ratings.router.routes if getattr(r, "path", "") == LOOKUP_PATH)
+    app.add_middleware(FastLookups, cache=cache, years=published, route=lookup)
     app.add_middleware(ResponseCache, cache=cache)
     app.add_middleware(Guard, settings=settings, cache=cache, engine=engine)
     app.add_middleware(Metrics)
     app.state.settings = settings
     app.state.engine = engine
     app.state.cache = cache
+    app.state.published = published
     app.state.rules = ruleset
     app.state.risk = risk
     problems.install(app)

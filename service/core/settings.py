@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # (docs/objections.md); no contact given: the bureau's name.
     publicity_days: Annotated[int, Field(ge=1, le=366)] = 7
     objection_contact: Annotated[str, Field(max_length=500)] | None = None
+    # Published years kept in memory to answer lookups and whole years without a query
+    # (service.api.published): at most this many bytes, least recently used dropped; 0: none.
+    published_memory: Annotated[int, Field(ge=0)] = 512 * MiB
 
     @field_validator("database_url")
     @classmethod

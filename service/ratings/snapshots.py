@@ -127,7 +127,7 @@ def grades_of(conn: Connection, snapshot: Snapshot) -> list[dict[str, Any]]:
         .where(snapshot_rows.c.snapshot_id == snapshot.id)
         .order_by(snapshot_rows.c.score.desc(), snapshot_rows.c.uscc)
     )
-    return [dict(zip(GRADE_COLUMNS, row, strict=True)) for row in result.tuples()]
+    return [dict(zip(GRADE_COLUMNS, row, strict=True)) for row in result]
 
 
 def row_of(conn: Connection, snapshot: Snapshot, uscc: str) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def frames(conn: Connection, *, year: int | None = None) -> tuple[pd.DataFrame, 
 
 def _frame(conn: Connection, query: Any, fields: tuple[str, ...]) -> pd.DataFrame:
     """The query's rows as a frame of object columns (built column by column, from tuples)."""
-    rows = conn.execute(query).tuples().all()
+    rows = conn.execute(query).all()
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
     return pd.DataFrame(
         {f: pd.Series(list(c), dtype=object) for f, c in zip(fields, columns, strict=True)},

@@ -45,6 +45,9 @@ MAX_URL = 512
 """Longer path plus query: never kept (no route of ours needs one for a 200)."""
 OVERHEAD = 512
 """Bytes counted for an entry besides its body: the digest, the messages, the headers."""
+GENERATION = "credit.generation"
+"""Scope entry where the generation read for the request is left, for what answers it inside
+(`service.api.published`): one reading of the commit check per request."""
 
 
 def cached(*, query: Iterable[str] = ()) -> Callable[[Endpoint], Endpoint]:
@@ -73,6 +76,7 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         generation = await self.cache.generation()
+        scope[GENERATION] = generation
         path: str = scope["path"]
         query: bytes = scope["query_string"]
         if generation is None or len(path) + len(query) > MAX_URL:

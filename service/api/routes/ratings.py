@@ -3,14 +3,13 @@ public key that signs what is published."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from scoring.explain import Explanation
-from scoring.lift import lift
-from service.api.caches.responses import cached
+from service.api.caches.responses import GENERATION, cached
 from service.api.deps import (
     Anyone,
     EngineDep,
@@ -22,13 +21,22 @@ from service.api.deps import (
     Supervisor,
     YearPath,
 )
-from service.api.keys import Principal, Role
+from service.api.keys import Principal
 from service.api.problems import responses
+from service.api.published import (
+    EXPLAINERS,
+    FULL_VIEW,
+    GradeWriter,
+    Page,
+    institution_rating,
+    page_of,
+    read_cursor,
+    write_cursor,
+    year_json,
+)
 from service.api.schemas import (
     USCC,
     ComputeRequest,
-    GradeFull,
-    GradePublic,
     HistoryEntry,
     InstitutionRating,
     PublishRequest,
@@ -40,19 +48,8 @@ from service.core.database import reading, writing
 from service.core.errors import NotConfigured, NotFound
 from service.ratings import exports, integrity, publishing, snapshots
 from service.ratings.publicity import publicity
-from service.ratings.risk import Risk, RiskModel
 
 router = APIRouter(prefix="/v1", tags=["ratings"])
-
-FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
-EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
-
-
-def _risks(risk: RiskModel | None, rows: Sequence[Mapping[str, Any]]) -> list[Risk | None]:
-    """The calibrated risk of each row's score; None for each without a calibrator."""
-    if risk is None:
-        return [None] * len(rows)
-    return list(risk.of([row["score"] for row in rows]))
 
 
 def _visible(
@@ -128,29 +125,67 @@ def publish(
 @router.get(
     "/ratings/{year}",
     response_model=RatingFull | RatingPublic,
-    responses=responses(401, 404, 422),
-    summary="The year's published result (or ?revision=N)",
+    responses=responses(401, 404, 409, 422),
+    summary="The year's published result (or ?revision=N), streamed; pages with limit and cursor",
 )
-@cached(query=["revision"])
-def read_rating(
+@cached(query=["cursor", "limit", "revision"])  # streamed: never kept whole, in fact
+async def read_rating(
+    request: Request,
     year: YearPath,
     who: Anyone,
     engine: EngineDep,
     risk: RiskDep,
     settings: SettingsDep,
     revision: Revision = None,
-) -> RatingFull | RatingPublic:
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=100_000, description="At most this many institutions (a page)"),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Where the page starts: the `next_cursor` of the page before",
+        ),
+    ] = None,
+) -> Response:
+    """The institutions best score first (then by credit code), sent as they are written.
+
+    Without `limit` and `cursor`, the whole year, as it always was. With either, a page:
+    `limit` institutions at most, from after the `cursor` given, and a `next_cursor` member
+    after them to ask for the next page with (null on the last one). A cursor is opaque
+    text that names the year, revision and last row of its page; one from before a
+    correction was published is refused (409: start again), as is one not written here (422).
+    """
+    entry = None
+    if revision is None:
+        generation = request.scope.get(GENERATION)
+        if GENERATION not in request.scope:
+            generation = await request.app.state.cache.generation()
+        entry = await request.app.state.published.get(year, generation)
+    if entry is not None:
+        snap, rows = entry.snapshot, entry.rows
+    else:
+        snap, rows = await run_in_threadpool(_year_rows, engine, year, revision, who)
+    paged = limit is not None or cursor is not None
+    page = Page(read_cursor(cursor, snap) if cursor is not None else None, limit)
+    shown, more = page_of(rows, page) if paged else (rows, False)
+    meta = SnapshotPublic.of(snap, publicity(snap, settings))  # the period, for objections
+    writer = GradeWriter(who is not None and who.role in FULL_VIEW, risk)
+    next_cursor: str | bool | None = False
+    if paged:
+        next_cursor = write_cursor(snap, shown[-1]) if more and shown else None
+    return StreamingResponse(
+        year_json(meta, shown, writer, next_cursor), media_type="application/json"
+    )
+
+
+def _year_rows(
+    engine: Any, year: int, revision: int | None, who: Principal | None
+) -> tuple[snapshots.Snapshot, list[dict[str, Any]]]:
     with reading(engine) as conn:
         snap = _visible(conn, year, revision, who)
-        rows = snapshots.rows_of(conn, snap)
-    meta = SnapshotPublic.of(snap, publicity(snap, settings))  # the period, for objections
-    if who is not None and who.role in FULL_VIEW:
-        risks = _risks(risk, rows)
-        return RatingFull(
-            snapshot=meta,
-            institutions=[GradeFull.of(r, k) for r, k in zip(rows, risks, strict=True)],
-        )
-    return RatingPublic(snapshot=meta, institutions=[GradePublic.of(r) for r in rows])
+        return snap, snapshots.grades_of(conn, snap)
 
 
 @router.get(
@@ -223,20 +258,7 @@ def read_institution_rating(
         snap = _visible(conn, year, revision, who)
         row = snapshots.row_of(conn, snap, uscc)
     meta = SnapshotPublic.of(snap, publicity(snap, settings))
-    full = who is not None and who.role in FULL_VIEW
-    if who is not None and who.role in EXPLAINERS:
-        explanation = Explanation.model_validate_json(row["explanation"])
-        # What lifts it is advice computed now, from the bands the snapshot was rated on: only
-        # while the rules in force are those rules (never stored, so no hash changes).
-        force = rules.in_force(snap.year, snap.scale)
-        return InstitutionRating(
-            snapshot=meta,
-            rating=GradeFull.of(row, _risks(risk, [row])[0]),
-            explanation=explanation,
-            lift=lift(explanation, force.bands) if force.content_hash == snap.rules_hash else None,
-        )
-    rating = GradeFull.of(row, _risks(risk, [row])[0]) if full else GradePublic.of(row)
-    return InstitutionRating(snapshot=meta, rating=rating)
+    return institution_rating(snap, meta, row, row["explanation"], who, risk, rules)
 
 
 @router.get(
