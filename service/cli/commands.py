@@ -22,6 +22,7 @@ from typer.models import CommandFunctionType
 from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
 from scoring.explain import explain as explain_one
+from scoring.i18n import _
 from scoring.input_files import read_inputs
 from scoring.lift import lift
 from scoring.shipped import (
@@ -35,8 +36,9 @@ from scoring.standing import marked, standing
 from service.api import keys
 from service.api.keys import Role
 from service.api.schemas import EvaluateResponse
-from service.cli import context, render
+from service.cli import bulk, context, render
 from service.cli import publish as publish_commands
+from service.cli.bulk import ENGINE_FINDING_COLUMNS
 from service.cli.calibrate import calibrate as calibrate_command
 from service.cli.compare import compare as compare_command
 from service.cli.coverage import coverage_command
@@ -44,6 +46,7 @@ from service.cli.draw import draw as draw_command
 from service.cli.export import export as export_command
 from service.cli.objections import build as objection_commands
 from service.cli.options import AsOf, Findings, Format, Institutions, Rules, Scale, Year
+from service.cli.stages import steps
 from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
 from service.ratings import integrity
@@ -113,9 +116,21 @@ def rate(
     """Rate every institution for YEAR (the sample district when no files are given)."""
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
-    inst, found = read_inputs(institutions, findings, rules=ruleset)
-    split = standing(inst, found)
-    rating = marked(rate_district(split.rated, split.findings, force), split)
+    with steps(render.console(stderr=True)) as shown:  # on a terminal only
+        files = f"{institutions.name}, {findings.name}"
+        shown.step(_("reading and checking {files}").format(files=files))
+        inst, found = read_inputs(institutions, findings, rules=ruleset)
+        shown.step(_("rating {count:,} institutions").format(count=len(inst)))
+        # Only what the engine reads: the findings of closed institutions are left out of a
+        # copy of five columns, not nine (ten million ids, references and notes).
+        split = standing(inst, found[list(ENGINE_FINDING_COLUMNS)], checked=True)
+        del inst, found
+        rating = marked(rate_district(split.rated, split.findings, force), split)
+        del split
+        if format is not Format.table:
+            shown.step(_("writing {format}").format(format=format.value), total=len(rating))
+            if bulk.write(rating, force, format.value, shown.advance):
+                return
     if format is Format.json:
         print(render.as_json(rating, force))
     elif format is Format.csv:
