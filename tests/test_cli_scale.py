@@ -11,10 +11,13 @@ stay byte-identical. Regenerate only for an intended change of output:
 
 from __future__ import annotations
 
+import io
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -71,3 +74,97 @@ def test_rate_output_is_byte_identical_to_before_the_rework(
             golden.with_suffix(f".{form}.stderr").write_bytes(done.stderr)
         assert done.stdout == golden.read_bytes(), f"{golden.name} differs"
         assert done.stderr == golden.with_suffix(f".{form}.stderr").read_bytes()
+
+
+def _rating(institutions: Path, findings: Path, year: int) -> tuple[pd.DataFrame, Any]:
+    from scoring.engine import rate
+    from scoring.input_files import read_inputs
+    from scoring.shipped import load_rules
+    from scoring.standing import marked, standing
+
+    rules = load_rules()
+    force = rules.in_force(year)
+    split = standing(*read_inputs(institutions, findings, rules=rules))
+    return marked(rate(split.rated, split.findings, force), split), force
+
+
+@pytest.mark.parametrize("year", [2022, 2023, 2024])
+def test_block_writers_write_what_the_renderers_print(year: int) -> None:
+    """`service.cli.bulk` against `render.as_csv`/`as_json`, in blocks smaller than the input,
+    on slices with only rated, only closed and no institutions at all."""
+    from service.cli import bulk, render
+
+    rating, force = _rating(GOLDEN / "institutions.csv", GOLDEN / "findings.csv", year)
+    for part in (rating, rating.iloc[:0], rating.iloc[-2:], rating.iloc[:5], rating.iloc[::-1]):
+        for block in (bulk.BLOCK, 3):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(bulk, "BLOCK", block)
+                out = io.BytesIO()
+                assert bulk.write_csv(part, out)
+                assert out.getvalue() == render.as_csv(part).encode()
+                out = io.BytesIO()
+                assert bulk.write_json(part, force, out)
+                assert out.getvalue() == (render.as_json(part, force) + "\n").encode()
+
+
+def test_block_writers_leave_unknown_columns_to_the_renderers() -> None:
+    from service.cli import bulk
+
+    rating, _force = _rating(SAMPLE_INSTITUTIONS, SAMPLE_FINDINGS, 2023)
+    odd = rating.assign(extra=[1.5] * len(rating))
+    out = io.BytesIO()
+    assert not bulk.write_csv(odd, out)
+    assert out.getvalue() == b""  # nothing half-written
+
+
+def test_progress_is_shown_on_a_terminal_and_the_output_is_unchanged(tmp_path: Path) -> None:
+    """stderr a pseudo-terminal: the steps are drawn there (and cleared); stdout, a file, holds
+    exactly what it holds without them."""
+    master, slave = pty.openpty()
+    output = tmp_path / "rated.csv"
+    with output.open("wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "rate", "--year", "2023", "--format", "csv"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=slave,
+            env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+        )
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert child.wait(timeout=120) == 0
+    os.close(master)
+    assert b"reading and checking institutions.csv, findings.csv" in shown
+    assert b"writing csv" in shown and b"16/16" in shown
+    assert output.read_bytes() == (GOLDEN / "sample-2023.csv").read_bytes()
+
+
+def test_no_progress_on_a_pipe() -> None:
+    done = _rate("--year", "2023", "--format", "json")
+    assert done.returncode == 0
+    assert done.stderr == b""
+    assert done.stdout == (GOLDEN / "sample-2023.json").read_bytes()
+
+
+def test_steps_draw_only_on_a_terminal_console() -> None:
+    from rich.console import Console
+
+    from service.cli.stages import steps
+
+    for terminal in (True, False):
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=terminal, width=100)
+        with steps(console) as shown:
+            shown.step("reading")
+            shown.step("writing", total=10)
+            shown.advance(10)
+        assert ("writing" in screen.getvalue()) is terminal
+        assert (screen.getvalue() == "") is not terminal
