@@ -33,6 +33,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.cli_scale
 	$(BIN)/python -m benchmarks.calibrate
 	$(MAKE) bench-http
 
