@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade(engine)
         yield
         await cache.close()
+        published.close()
         engine.dispose()
 
     app = FastAPI(

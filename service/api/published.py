@@ -9,10 +9,11 @@ served for a generation only once a query begun after that reading confirmed its
 correction is therefore seen by the very next request, as without memory; and when the
 generation cannot be read (PostgreSQL unreachable), nothing is served from here.
 
-What is kept: each row but its explanation (as `snapshots.grades_of` reads it), and the
-explanations compressed against one of the year's own (a few hundred bytes each), within
-`published_memory` bytes (`CREDIT_PUBLISHED_MEMORY`); the least recently used year is dropped
-first, and a year larger than the whole budget is never kept (it is read from the database).
+What is kept: each row but its explanation (as `snapshots.grades_of` reads it; explanations
+are most of a snapshot's bytes, and only supervisors and analysts see them: they are read by
+their primary key when asked for), within `published_memory` bytes (`CREDIT_PUBLISHED_MEMORY`,
+counting `ROW_OVERHEAD` per row); the least recently used year is dropped first, and a year
+larger than the whole budget is never kept (it is read from the database).
 
 `FastLookups` answers `GET /v1/ratings/{year}/{uscc}` (no query) for a year kept here, before
 FastAPI's routing and dependencies, which cost many times the lookup: with the very answer the
@@ -29,7 +30,7 @@ import base64
 import binascii
 import json
 import re
-import zlib
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,13 +45,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from scoring import uscc as uscc_check
 from scoring.explain import Explanation
 from scoring.lift import lift
-from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet
+from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
 from service.api.caches.memory import ReadCache
 from service.api.caches.responses import GENERATION
 from service.api.deps import LOOKED_UP, find_principal
 from service.api.keys import Principal, Role
 from service.api.schemas import GradeFull, GradePublic, InstitutionRating, SnapshotPublic
-from service.core.database import reading
+from service.core.database import BUSY_TIMEOUT_MS, reading
 from service.core.errors import Conflict, InvalidInput
 from service.core.settings import Settings
 from service.core.tables import snapshot_rows
@@ -61,28 +62,25 @@ from service.ratings.risk import Risk, RiskModel
 FULL_VIEW = (Role.SUPERVISOR, Role.ANALYST, Role.SHARING)
 EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
 
+EXPLANATION = "SELECT explanation FROM snapshot_rows WHERE snapshot_id = ? AND uscc = ?"
+
 ROW_OVERHEAD = 900
 """Bytes counted per row kept, besides its compressed explanation (a dict of nine values)."""
 
 
 @dataclass
 class PublishedYear:
-    """A year's published snapshot, its rows best first (`snapshots.grades_of`) and by code,
-    and its explanations compressed."""
+    """A year's published snapshot and its rows (but their explanations), best first
+    (`snapshots.grades_of`) and by code."""
 
     snapshot: snapshots.Snapshot
     rows: list[dict[str, Any]]
     by_uscc: dict[str, dict[str, Any]]
-    explanations: dict[str, bytes]
-    zdict: bytes
     size: int
     checked: Hashable | None = None  # the generation at which it was confirmed published
-    meta: SnapshotPublic | None = None
-
-    def explanation(self, uscc: str) -> str:
-        packed = self.explanations[uscc]
-        inflate = zlib.decompressobj(zdict=self.zdict)
-        return (inflate.decompress(packed) + inflate.flush()).decode("utf-8")
+    meta: bytes | None = None  # its SnapshotPublic JSON, made once with the service's settings
+    verbatim: bool | None = None  # whether its explanations are stored as the model writes them
+    force: RulesInForce | None = None  # the rules in force for the year, once
 
 
 @dataclass
@@ -94,6 +92,7 @@ class PublishedYears:
     _years: OrderedDict[int, PublishedYear] = field(default_factory=OrderedDict)
     _too_big: set[int] = field(default_factory=set)  # snapshot ids never kept
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _sqlite: sqlite3.Connection | None = None
 
     async def get(self, year: int, generation: Hashable | None) -> PublishedYear | None:
         """`year`'s published snapshot, confirmed the published one since `generation` was
@@ -120,6 +119,11 @@ class PublishedYears:
             self._years.move_to_end(year)
             return found
 
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
     def _keep(self, year: int, entry: PublishedYear) -> None:
         self._years.pop(year, None)
         while self._years and sum(y.size for y in self._years.values()) + entry.size > self.budget:
@@ -139,33 +143,43 @@ class PublishedYears:
     def _load(self, conn: Any, snap: snapshots.Snapshot) -> PublishedYear | None:
         rows = snapshots.grades_of(conn, snap)
         size = ROW_OVERHEAD * len(rows)
-        explanations: dict[str, bytes] = {}
-        zdict = b""
-        result = conn.execution_options(yield_per=2_000).execute(
-            select(snapshot_rows.c.uscc, snapshot_rows.c.explanation).where(
-                snapshot_rows.c.snapshot_id == snap.id
-            )
-        )
-        for uscc, text in result:
-            data = text.encode("utf-8")
-            if not zdict:
-                zdict = data[-32_768:]  # the year's first explanation: their shared words
-            deflate = zlib.compressobj(1, zdict=zdict)
-            packed = deflate.compress(data) + deflate.flush()
-            explanations[uscc] = packed
-            size += len(packed) + 100
-            if size > self.budget:
-                result.close()
-                self._too_big.add(snap.id)
-                return None
+        if size > self.budget:
+            self._too_big.add(snap.id)
+            return None
         return PublishedYear(
-            snapshot=snap,
-            rows=rows,
-            by_uscc={r["uscc"]: r for r in rows},
-            explanations=explanations,
-            zdict=zdict,
-            size=size + len(zdict),
+            snapshot=snap, rows=rows, by_uscc={r["uscc"]: r for r in rows}, size=size
         )
+
+    def explanation(self, entry: PublishedYear, uscc: str) -> str:
+        """The row's stored explanation (a published snapshot's rows never change, so no
+        commit can make it another). On SQLite, read by key on a read-only connection of its
+        own, in the event loop's thread (tens of microseconds, less than a thread hop);
+        elsewhere, call it in a thread."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            if self._sqlite is None:
+                self._sqlite = sqlite3.connect(
+                    f"file:{self.engine.url.database}?mode=ro",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            text: str = self._sqlite.execute(EXPLANATION, (entry.snapshot.id, uscc)).fetchall()[0][
+                0
+            ]
+            return text
+        with reading(self.engine) as conn:
+            found: str = conn.execute(
+                select(snapshot_rows.c.explanation).where(
+                    snapshot_rows.c.snapshot_id == entry.snapshot.id,
+                    snapshot_rows.c.uscc == uscc,
+                )
+            ).scalar_one()
+        return found
 
 
 # One institution -------------------------------------------------------------------------
@@ -186,16 +200,18 @@ def institution_rating(
     who: Principal | None,
     risk: RiskModel | None,
     rules: RuleSet,
+    force: RulesInForce | None = None,
 ) -> InstitutionRating:
     """`GET /v1/ratings/{year}/{uscc}`'s answer: the grade, all of the row for the full view,
-    the explanation (`explanation`, its stored JSON) and what lifts it for explainers."""
+    the explanation (`explanation`, its stored JSON) and what lifts it for explainers.
+    `force`: `rules.in_force(snap.year, snap.scale)` when the caller has it already."""
     full = who is not None and who.role in FULL_VIEW
     if who is not None and who.role in EXPLAINERS:
         assert explanation is not None
         explained = Explanation.model_validate_json(explanation)
         # What lifts it is advice computed now, from the bands the snapshot was rated on: only
         # while the rules in force are those rules (never stored, so no hash changes).
-        force = rules.in_force(snap.year, snap.scale)
+        force = force or rules.in_force(snap.year, snap.scale)
         return InstitutionRating(
             snapshot=meta,
             rating=GradeFull.of(row, risks(risk, [row])[0]),
@@ -409,19 +425,50 @@ class FastLookups:
                 return None  # refused by the route (401), and counted by the guard
         state = scope["app"].state
         settings: Settings = state.settings
+        snap = entry.snapshot
         if entry.meta is None:
-            entry.meta = SnapshotPublic.of(entry.snapshot, publicity(entry.snapshot, settings))
-        explains = who is not None and who.role in EXPLAINERS
-        made = institution_rating(
-            entry.snapshot,
+            meta = SnapshotPublic.of(snap, publicity(snap, settings))
+            entry.meta = meta.__pydantic_serializer__.to_json(meta)
+        full = who is not None and who.role in FULL_VIEW
+        rating = GradeFull.of(row, risks(state.risk, [row])[0]) if full else GradePublic.of(row)
+        # InstitutionRating's JSON, member by member (tests compare it with the route's): the
+        # snapshot's part, the same for every row, written once.
+        parts = [
+            b'{"snapshot":',
             entry.meta,
-            row,
-            entry.explanation(uscc) if explains else None,
-            who,
-            state.risk,
-            state.rules,
-        )
+            b',"rating":',
+            rating.__pydantic_serializer__.to_json(rating),
+        ]
+        if who is not None and who.role in EXPLAINERS:
+            if entry.force is None:
+                entry.force = state.rules.in_force(snap.year, snap.scale)
+            if self.years.engine.dialect.name == "sqlite":  # a local read by key: no thread hop
+                stored = self.years.explanation(entry, uscc)
+            else:
+                stored = await run_in_threadpool(self.years.explanation, entry, uscc)
+            explained = Explanation.model_validate_json(stored)  # what lifts it needs
+            if entry.verbatim:
+                written = stored.encode("utf-8")
+            else:
+                written = explained.__pydantic_serializer__.to_json(explained)
+                if entry.verbatim is None:  # one writer wrote every row of a snapshot, at once
+                    entry.verbatim = written == stored.encode("utf-8")
+            lifted = (
+                lift(explained, entry.force.bands)
+                if entry.force.content_hash == snap.rules_hash
+                else None
+            )
+            parts += [
+                b',"explanation":',
+                written,
+                b',"lift":',
+                b"null" if lifted is None else lifted.__pydantic_serializer__.to_json(lifted),
+                b"}",
+            ]
+        else:
+            parts.append(b',"explanation":null,"lift":null}')
+        answer = b"".join(parts)
         route = self.route
         scope["route"], scope["endpoint"] = route, route.endpoint  # as routing would set them
         scope["path_params"] = {"year": matched[1], "uscc": uscc}
-        return made.__pydantic_serializer__.to_json(made)
+        return answer
