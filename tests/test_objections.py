@@ -325,7 +325,9 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
         headers=supervisor,
     )
     assert again.status_code == 409
-    corrected = client.get("/v1/objections/corrections", params={"year": 2023})  # anonymous
+    # A correction not yet published is the supervisors' and analysts' business only.
+    assert client.get("/v1/objections/corrections", params={"year": 2023}).json() == []
+    corrected = client.get("/v1/objections/corrections", params={"year": 2023}, headers=supervisor)
     assert [
         (c["objection_id"], c["before_grade"], c["after_grade"], c["published_revision"])
         for c in corrected.json()
@@ -333,7 +335,9 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
     published = client.post("/v1/ratings/2023/publish", json={}, headers=supervisor)
     assert published.status_code == 200, published.text
     assert published.json()["objection_contact"] == "西青区教育局 022-0000"
-    [change] = client.get("/v1/objections/corrections", params={"year": 2023}).json()
+    [change] = client.get(
+        "/v1/objections/corrections", params={"year": 2023}, headers=supervisor
+    ).json()
     assert change == {
         "objection_id": objection["id"],
         "year": 2023,
@@ -345,6 +349,8 @@ def test_the_api_files_lists_and_resolves_and_refuses_late_ones(
         "published_revision": 2,
         "after_grade": "C",
     }
+    [public] = client.get("/v1/objections/corrections", params={"year": 2023}).json()
+    assert public == {**change, "finding_id": None, "draft_revision": None}  # no finding
     revisions = client.get("/v1/ratings/2023/revisions", headers=supervisor).json()
     assert [(r["revision"], f"#{objection['id']}" in (r["reason"] or "")) for r in revisions] == [
         (1, False),

@@ -8,7 +8,6 @@ checked as `credit-rating import` checks them, a finding naming an unknown task 
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +15,10 @@ import pandas as pd
 import typer
 from rich import box
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 
 from scoring.coverage import Coverage, Institution, coverage
+from scoring.i18n import _
 from scoring.input_files import read_raw
 from scoring.inputs import validate_findings, validate_institutions
 from scoring.inspections import reference_column, unknown_task_references, validate_inspections
@@ -33,6 +32,7 @@ from scoring.shipped import (
 )
 from service.cli import context, render
 from service.cli.options import Findings, Format, Institutions, Year
+from service.core.clock import beijing_date, now
 from service.core.database import reading
 from service.records import inspections as register
 from service.records import storage
@@ -40,7 +40,7 @@ from service.records import storage
 Inspections = Annotated[
     Path,
     typer.Option(
-        help="Inspection register file (.csv, .json, .xlsx, .parquet).", show_default=False
+        help=_("Inspection register file (.csv, .json, .xlsx, .parquet)."), show_default=False
     ),
 ]
 
@@ -51,10 +51,10 @@ def coverage_command(
     findings: Findings = SAMPLE_FINDINGS,
     inspections: Inspections = SAMPLE_INSPECTIONS,
     stored: Annotated[
-        bool, typer.Option("--stored", help="The records in the database instead of files.")
+        bool, typer.Option("--stored", help=_("The records in the database instead of files."))
     ] = False,
     format: Annotated[
-        Format, typer.Option("--format", help="table (text) or json.")
+        Format, typer.Option("--format", help=_("table (text) or json."))
     ] = Format.table,
 ) -> None:
     """YEAR's inspection coverage: tasks, institutions covered, with findings, ordered to
@@ -93,7 +93,7 @@ def read_register(
         file=str(inspections),
         rules=rules,
         known_uscc=inst["uscc"],
-        today=dt.date.today(),
+        today=beijing_date(now()),
     )
     unknown = ProblemList()
     if not found_problems.total and not register_problems.total:
@@ -133,7 +133,7 @@ def view(result: Coverage) -> Group:
         if task.last_day != task.first_day:
             days += f" 至 {task.last_day.isoformat()}"
         tasks.add_row(
-            escape(task.task_id),
+            task.task_id,
             days,
             str(task.institutions),
             str(task.with_findings),
@@ -155,5 +155,5 @@ def _institutions(title: str, listed: list[Institution]) -> Table:
     table.add_column("统一社会信用代码")
     table.add_column("机构名称")
     for one in listed:
-        table.add_row(escape(one.uscc), escape(one.name))
+        table.add_row(one.uscc, one.name)
     return table

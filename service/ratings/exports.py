@@ -26,7 +26,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +42,7 @@ from scoring.errors import ScoringError
 from scoring.explain import Explanation
 from scoring.lift import Lift, lift
 from scoring.rules import Band, RuleSet, Unit
+from service.core.clock import BEIJING
 from service.ratings.snapshots import Snapshot, get, published, rows_of
 
 Cell = str | int | float | bool | None
@@ -53,7 +54,6 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BOM = "\ufeff"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_TYPE = "text/csv; charset=utf-8"
-BEIJING = timezone(timedelta(hours=8), "北京时间")
 
 
 # Neutralising ---------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ class Correction:
     finding_id: str | None
     draft_revision: int | None
     before_revision: int
-    before_grade: str
+    before_grade: str | None  # None: not rated in that revision (a closed institution)
     published_revision: int | None
     after_grade: str | None
 
@@ -198,8 +198,8 @@ def corrections(conn: Connection, *, year: int) -> list[Correction]:
         draft = o["correction_revision"]
         after = next((s for s in published if draft is not None and s.revision >= draft), None)
         before_revision = after.supersedes if after and after.supersedes else o["revision"]
-        before = snapshots.row_of(conn, snapshots.get(conn, year, before_revision), o["uscc"])
-        after_grade = snapshots.row_of(conn, after, o["uscc"])["grade"] if after else None
+        before_grade = _grade(conn, snapshots.get(conn, year, before_revision), o["uscc"])
+        after_grade = _grade(conn, after, o["uscc"]) if after else None
         found.append(
             Correction(
                 objection_id=o["id"],
@@ -208,12 +208,20 @@ def corrections(conn: Connection, *, year: int) -> list[Correction]:
                 finding_id=o["finding_id"],
                 draft_revision=draft,
                 before_revision=before_revision,
-                before_grade=before["grade"],
+                before_grade=before_grade,
                 published_revision=after.revision if after else None,
                 after_grade=after_grade,
             )
         )
     return found
+
+
+def _grade(conn: Connection, snapshot: snapshots.Snapshot, uscc: str) -> str | None:
+    """The institution's grade in `snapshot`, None when the snapshot lists it as not rated."""
+    try:
+        return str(snapshots.row_of(conn, snapshot, uscc)["grade"])
+    except NotFound:
+        return None
 
 
 def get(conn: Connection, objection_id: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from scoring.inspections import (
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
-from service.core.clock import now
+from service.core.clock import beijing_date, now
 from service.core.database import writing
 from service.core.errors import Conflict, TooLarge
 from service.core.settings import Settings
@@ -127,7 +127,7 @@ def _store(
             at = now()
             registers = [
                 validate_inspections(
-                    raw, file=label, rules=rules, known_uscc=known, today=at.date()
+                    raw, file=label, rules=rules, known_uscc=known, today=beijing_date(at)
                 )
                 for label, raw in inspection_files
             ]

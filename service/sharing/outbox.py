@@ -12,15 +12,13 @@ import hashlib
 import json
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
+from service.core.clock import BEIJING
 from service.core.errors import Conflict, NotFound
 from service.core.settings import SharingConfig
 from service.core.tables import deliveries
-
-BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 class Published(Protocol):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from service.api.public.view import BEIJING, ORDERS, SORTS, View
-from service.core.clock import now
+from service.api.public.view import ORDERS, SORTS, View
+from service.core.clock import BEIJING, now
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, select
@@ -26,7 +26,6 @@ from service.core.tables import snapshot_rows
 from service.ratings import draws, snapshots
 from service.ratings.publicity import Publicity, publicity
 
-BEIJING = timezone(timedelta(hours=8))
 """Dates on the page are China Standard Time (no daylight saving); stored moments are UTC."""
 
 SORTS = {"grade": "信用等级", "name": "机构名称", "uscc": "统一社会信用代码"}

@@ -3,6 +3,7 @@ supervisors and analysts list them. Nothing is ever deleted (docs/objections.md)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -21,6 +22,7 @@ from service.api.deps import (
     YearQuery,
 )
 from service.api.problems import responses
+from service.api.published import EXPLAINERS
 from service.api.schemas import NO_NUL, USCC, Reason, SnapshotPublic, Strict, Year
 from service.core import clock
 from service.core.database import reading, writing
@@ -78,7 +80,7 @@ class CorrectionPublic(Strict):
     finding_id: str | None
     draft_revision: int | None
     before_revision: int
-    before_grade: str
+    before_grade: str | None = Field(description="None: not rated in that revision (closed)")
     published_revision: int | None = Field(description="None: the correction is not published")
     after_grade: str | None
 
@@ -137,10 +139,18 @@ def list_objections(
 )
 @cached(query=["year"])
 def list_corrections(year: YearQuery, who: Anyone, engine: EngineDep) -> list[CorrectionPublic]:
-    """Public: each upheld objection of the year, the grade in the revision before and in the
-    published correction that includes it (null until it is published)."""
+    """Each upheld objection of the year, the grade in the revision before and in the
+    published correction that includes it. Supervisors and analysts see every one, with the
+    finding and the draft; anyone else only the published corrections, as the public sees
+    no draft and no finding."""
     with reading(engine) as conn:
         found = objections.corrections(conn, year=year)
+    if who is None or who.role not in EXPLAINERS:
+        found = [
+            replace(c, finding_id=None, draft_revision=None)
+            for c in found
+            if c.published_revision is not None
+        ]
     return [CorrectionPublic.model_validate(c, from_attributes=True) for c in found]
 
 
