@@ -155,6 +155,7 @@ def test_an_input_error_report_follows_credit_lang(
 
 def run_cli(*args: str, language: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != i18n.ENVIRONMENT}
+    env |= {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}  # help on one line per option
     if language is not None:
         env[i18n.ENVIRONMENT] = language
     return subprocess.run(
@@ -188,6 +189,27 @@ def test_a_cli_process_reports_input_errors_in_the_language_of_credit_lang(
     assert chinese.stdout == english.stdout == ""
     assert "输入数据有 1 处问题" in chinese.stderr and "problem" not in chinese.stderr
     assert "1 problem(s) in the input" in english.stderr
+
+
+def test_a_cli_process_prints_help_in_the_language_of_credit_lang() -> None:
+    chinese = run_cli("rate", "--help", language=None).stdout
+    english = run_cli("rate", "--help", language="en").stdout
+    assert "评价 YEAR 年度的全部机构" in chinese and "评价年度（自然年）" in chinese
+    assert "选项" in chinese  # Typer's own panel title too
+    assert "Rate every institution" not in chinese and "Rating year" not in chinese
+    assert "Rate every institution" in english and "Rating year (calendar year)" in english
+    assert "Options" in english
+    listed = run_cli("--help", language=None).stdout
+    assert "学科类校外培训机构信用评价" in listed and "为监管人员导出" in listed
+
+
+def test_a_cli_process_says_what_went_wrong_in_the_language_of_credit_lang() -> None:
+    args = ("rate", "--year", "2023", "--scale", "six")
+    chinese = run_cli(*args, language=None)
+    english = run_cli(*args, language="en")
+    assert chinese.returncode == english.returncode == 1
+    assert chinese.stderr.startswith("错误：") and "没有此等级档次" in chinese.stderr
+    assert english.stderr.startswith("error: ") and "no such scale" in english.stderr
 
 
 def test_a_chinese_headed_workbook_of_findings_is_rated(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from scoring.calibration import CalibrationError
 from scoring.calibration_report import Calibration, candidate_documents, parse_years
 from scoring.calibration_report import calibrate as run_calibration
 from scoring.history import SYNTHETIC_NOTICE, synthetic_history
+from scoring.i18n import _
 from scoring.input_files import read_inputs
 from scoring.rules import RULE_FILES
 from scoring.shipped import RULES_DIR, load_rules
@@ -56,42 +57,44 @@ class ReportFormat(StrEnum):
 
 def calibrate(
     years: Annotated[
-        str, typer.Option(help="Consecutive years, e.g. 2023-2026 (the last pair is held out).")
+        str, typer.Option(help=_("Consecutive years, e.g. 2023-2026 (the last pair is held out)."))
     ],
     institutions: Annotated[
         Path | None,
-        typer.Option(help="Institutions file (.csv, .json, .xlsx, .parquet).", show_default=False),
+        typer.Option(
+            help=_("Institutions file (.csv, .json, .xlsx, .parquet)."), show_default=False
+        ),
     ] = None,
     findings: Annotated[
         Path | None,
-        typer.Option(help="Findings over the years (same formats).", show_default=False),
+        typer.Option(help=_("Findings over the years (same formats)."), show_default=False),
     ] = None,
-    rules: Annotated[Path, typer.Option(help="Rules directory.")] = RULES_DIR,
+    rules: Annotated[Path, typer.Option(help=_("Rules directory."))] = RULES_DIR,
     stored: Annotated[
         bool,
         typer.Option(
-            "--stored", help="Use the institutions and findings in the database (CREDIT_*)."
+            "--stored", help=_("Use the institutions and findings in the database (CREDIT_*).")
         ),
     ] = False,
     demo: Annotated[
         bool,
         typer.Option(
-            "--demo", help="Calibrate a synthetic district (合成数据) instead of reading files."
+            "--demo", help=_("Calibrate a synthetic district (合成数据) instead of reading files.")
         ),
     ] = False,
     demo_institutions: Annotated[
-        int, typer.Option(min=1, help="Institutions of the --demo district.")
+        int, typer.Option(min=1, help=_("Institutions of the --demo district."))
     ] = 2000,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of --demo and of the fits.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help=_("Seed of --demo and of the fits."))] = 0,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Write the artifact, its metadata and a candidate rules directory here.",
+            help=_("Write the artifact, its metadata and a candidate rules directory here."),
             show_default=False,
         ),
     ] = None,
     format: Annotated[
-        ReportFormat, typer.Option("--format", help="table (text) or json.")
+        ReportFormat, typer.Option("--format", help=_("table (text) or json."))
     ] = ReportFormat.table,
 ) -> None:
     """Calibrate the score against serious outcomes the next year: metrics on the held-out

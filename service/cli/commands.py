@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
+from typer import rich_utils
 from typer.models import CommandFunctionType
 
 from scoring.engine import rate as rate_district
@@ -62,7 +63,7 @@ R = TypeVar("R")
 
 def fail(message: str) -> NoReturn:
     """End the command: `message` on stderr (as plain text, never markup), exit status 1."""
-    render.console(stderr=True).print(f"error: {message}", markup=False)
+    render.console(stderr=True).print(_("error: {message}").format(message=message), markup=False)
     raise typer.Exit(1)
 
 
@@ -77,9 +78,23 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc))
         except SQLAlchemyError as exc:
             cause = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
-            fail(f"the database refused or could not be reached: {cause[0] if cause else exc}")
+            fail(
+                _("the database refused or could not be reached: {cause}").format(
+                    cause=cause[0] if cause else exc
+                )
+            )
 
     return wrapper
+
+
+# Typer's own words in the language of the help (Click's "Usage:" and its text for --help
+# stay as Click writes them).
+rich_utils.ARGUMENTS_PANEL_TITLE = _("Arguments")
+rich_utils.OPTIONS_PANEL_TITLE = _("Options")
+rich_utils.COMMANDS_PANEL_TITLE = _("Commands")
+rich_utils.ERRORS_PANEL_TITLE = _("Error")
+rich_utils.DEFAULT_STRING = _("[default: {}]")
+rich_utils.REQUIRED_LONG_STRING = _("[required]")
 
 
 class _Commands(typer.Typer):
@@ -98,22 +113,23 @@ class _Commands(typer.Typer):
 
 
 app = _Commands(
-    help="Credit ratings of subject-type training institutions (学科类校外培训机构信用评价).",
+    help=_("Credit ratings of subject-type training institutions (学科类校外培训机构信用评价)."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
 
-@app.command()
+@app.command(
+    help=_("Rate every institution for YEAR (the sample district when no files are given).")
+)
 def rate(
     year: Year,
     institutions: Institutions = SAMPLE_INSTITUTIONS,
     findings: Findings = SAMPLE_FINDINGS,
     rules: Rules = RULES_DIR,
     scale: Scale = None,
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", help=_("Output format."))] = Format.table,
 ) -> None:
-    """Rate every institution for YEAR (the sample district when no files are given)."""
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
     with steps(render.console(stderr=True)) as shown:  # on a terminal only
@@ -141,19 +157,18 @@ def rate(
         out.print(render.grade_summary(rating, force))
 
 
-@app.command()
+@app.command(help=_("Explain one institution's score and grade for YEAR, indicator by indicator."))
 def explain(
-    uscc: Annotated[str, typer.Argument(help="The institution's unified social credit code.")],
+    uscc: Annotated[str, typer.Argument(help=_("The institution's unified social credit code."))],
     year: Year,
     institutions: Institutions = SAMPLE_INSTITUTIONS,
     findings: Findings = SAMPLE_FINDINGS,
     rules: Rules = RULES_DIR,
     scale: Scale = None,
     format: Annotated[
-        Format, typer.Option("--format", help="table (text) or json.")
+        Format, typer.Option("--format", help=_("table (text) or json."))
     ] = Format.table,
 ) -> None:
-    """Explain one institution's score and grade for YEAR, indicator by indicator."""
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
@@ -175,49 +190,62 @@ def explain(
         )
 
 
-@app.command("import")
+@app.command(
+    "import", help=_("Import institution and finding files into the database, all or nothing.")
+)
 def import_(
-    paths: Annotated[list[Path], typer.Argument(help="Institution and/or finding files.")],
-    by: Annotated[str, typer.Option(help="Who records this import.")] = "cli",
+    paths: Annotated[list[Path], typer.Argument(help=_("Institution and/or finding files."))],
+    by: Annotated[str, typer.Option(help=_("Who records this import."))] = "cli",
 ) -> None:
-    """Import institution and finding files into the database, all or nothing."""
     settings = context.settings()
     engine = context.engine(settings)
     summary = import_files(engine, paths, rules=load_rules(settings.rules_dir), by=by)
     print(
-        f"institutions: {summary.institutions_added} added, {summary.institutions_updated} "
-        f"updated; findings: {summary.findings_added} added, "
-        f"{summary.findings_unchanged} already on record"
+        _(
+            "institutions: {institutions_added} added, {institutions_updated} updated; "
+            "findings: {findings_added} added, {findings_unchanged} already on record"
+        ).format(
+            institutions_added=summary.institutions_added,
+            institutions_updated=summary.institutions_updated,
+            findings_added=summary.findings_added,
+            findings_unchanged=summary.findings_unchanged,
+        )
         + (
-            f"; inspections: {summary.inspections_added} added, "
-            f"{summary.inspections_unchanged} already on record"
+            _("; inspections: {added} added, {unchanged} already on record").format(
+                added=summary.inspections_added, unchanged=summary.inspections_unchanged
+            )
             if summary.inspections_added or summary.inspections_unchanged
             else ""
         )
     )
     warn = render.console(stderr=True)
     for warning in summary.warnings:
-        warn.print(f"warning: {warning}", markup=False)
+        warn.print(_("warning: {warning}").format(warning=warning), markup=False)
     if summary.warnings_total > len(summary.warnings):
         more = summary.warnings_total - len(summary.warnings)
-        warn.print(f"warning: … and {more} more", markup=False)
+        warn.print(_("warning: … and {count} more").format(count=more), markup=False)
 
 
-@app.command()
+@app.command(
+    help=_(
+        "Check every snapshot: content hashes, the hash chain, each signature (with the key of "
+        "CREDIT_SIGNING_KEY and any --public-key) and the chain head recorded in "
+        "CREDIT_ANCHOR_FILE; exit 1 naming any altered or missing snapshot."
+    )
+)
 def verify(
     public_key: Annotated[
         list[Path] | None,
         typer.Option(
             "--public-key",
-            help="Also accept signatures by this Ed25519 public key (PEM), e.g. a retired one; "
-            "repeatable.",
+            help=_(
+                "Also accept signatures by this Ed25519 public key (PEM), e.g. a retired one; "
+                "repeatable."
+            ),
             show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Check every snapshot: content hashes, the hash chain, each signature (with the key of
-    CREDIT_SIGNING_KEY and any --public-key) and the chain head recorded in CREDIT_ANCHOR_FILE;
-    exit 1 naming any altered or missing snapshot."""
     settings = context.settings()
     keys_given = [integrity.load_public_key(path) for path in public_key or []]
     if settings.signing_key is not None:
@@ -225,38 +253,44 @@ def verify(
     engine = context.engine(settings)
     with reading(engine) as conn:
         found = integrity.check(conn, public_keys=keys_given, anchor_file=settings.anchor_file)
-    notes = "".join(f"\nnote: {note}" for note in found.notes)
+    notes = "".join("\n" + _("note: {note}").format(note=note) for note in found.notes)
     if found.problems:
-        fail("snapshots were altered:\n" + "\n".join(found.problems) + notes)
+        fail(_("snapshots were altered:") + "\n" + "\n".join(found.problems) + notes)
     signed = (
-        f"; {found.signed} signature(s) checked"
+        _("; {count} signature(s) checked").format(count=found.signed)
         if keys_given
-        else f"; {found.signed} signed (not checked)"
+        else _("; {count} signed (not checked)").format(count=found.signed)
     )
     print(
-        f"{found.snapshots} snapshot(s) verified: every content hash and the hash chain match"
+        _("{count} snapshot(s) verified: every content hash and the hash chain match").format(
+            count=found.snapshots
+        )
         + (signed if found.signed else "")
         + notes
     )
 
 
-@app.command()
+@app.command(
+    help=_(
+        "Dry run: rate YEAR from the stored records under RULES and compare each grade with the "
+        "published one. Nothing is stored."
+    )
+)
 def evaluate(
     year: Year,
     rules: Annotated[
         Path | None,
         typer.Option(
-            help="A candidate rules directory (default: the configured rules).", show_default=False
+            help=_("A candidate rules directory (default: the configured rules)."),
+            show_default=False,
         ),
     ] = None,
     scale: Scale = None,
     as_of: AsOf = None,
     format: Annotated[
-        Format, typer.Option("--format", help="table (text) or json.")
+        Format, typer.Option("--format", help=_("table (text) or json."))
     ] = Format.table,
 ) -> None:
-    """Dry run: rate YEAR from the stored records under RULES and compare each grade with the
-    published one. Nothing is stored."""
     settings = context.settings()
     force = load_rules(rules or settings.rules_dir).in_force(
         year, scale or settings.scale, as_of=as_of.date() if as_of else None
@@ -269,86 +303,146 @@ def evaluate(
         print(EvaluateResponse.of(result).model_dump_json(indent=2))
 
 
-app.command("calibrate")(calibrate_command)
-app.command("compare")(compare_command)
-app.command("compute")(publish_commands.compute)
-app.command("publish")(publish_commands.publish)
-app.command("export")(export_command)
-app.command("coverage")(coverage_command)
-app.command("draw")(draw_command)
+app.command(
+    "calibrate",
+    help=_(
+        "Calibrate the score against serious outcomes the next year: metrics on the held-out "
+        "year, proposed points and grade cut-offs; with --out, a candidate rule set."
+    ),
+)(calibrate_command)
+app.command(
+    "compare",
+    help=_(
+        "Rate YEAR under the rules in force and under a candidate rule set, and list who would "
+        "change grade (the sample district when no files are given). Nothing is stored."
+    ),
+)(compare_command)
+app.command(
+    "compute",
+    help=_(
+        "Compute YEAR's draft from the stored institutions and findings (nothing is published)."
+    ),
+)(publish_commands.compute)
+app.command(
+    "publish",
+    help=_(
+        "Publish YEAR's draft as the official result (a second publication is a correction): "
+        "signed, chained, queued for the city platform, and open to objections for the publicity "
+        "period."
+    ),
+)(publish_commands.publish)
+app.command(
+    "export",
+    help=_(
+        "Export YEAR's published result (or --revision N) for supervisors: an Excel workbook "
+        "(summary, points kept per indicator, findings that cost points) or CSV (UTF-8 with BOM)."
+    ),
+)(export_command)
+app.command(
+    "coverage",
+    help=_(
+        "YEAR's inspection coverage: tasks, institutions covered, with findings, ordered to "
+        "rectify, penalties, and those not covered (the sample district when no files are given)."
+    ),
+)(coverage_command)
+app.command(
+    "draw",
+    help=_(
+        "Draw COUNT institutions from YEAR's published grades, weighted by grade (closed ones "
+        "never), store the record and print it (docs/draws.md: how anyone reruns it)."
+    ),
+)(draw_command)
 app.add_typer(objection_commands(_Commands), name="objection")
 
 
 keys_app = _Commands(
-    help="API keys: create (shown once), list, revoke; and the key that signs publications.",
+    help=_("API keys: create (shown once), list, revoke; and the key that signs publications."),
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
 
 
-@keys_app.command("signing")
+@keys_app.command(
+    "signing",
+    help=_(
+        "Create the Ed25519 key that signs published snapshots (a file of mode 0600, never "
+        "overwritten; it is never stored in the database) and print its public key."
+    ),
+)
 def keys_signing(
     path: Annotated[
         Path | None,
-        typer.Option(help="Where to write it (default: CREDIT_SIGNING_KEY).", show_default=False),
+        typer.Option(
+            help=_("Where to write it (default: CREDIT_SIGNING_KEY)."), show_default=False
+        ),
     ] = None,
 ) -> None:
-    """Create the Ed25519 key that signs published snapshots (a file of mode 0600, never
-    overwritten; it is never stored in the database) and print its public key."""
     target = path or context.settings().signing_key
     if target is None:
-        raise NotConfigured("give --path, or set CREDIT_SIGNING_KEY to where the key goes")
+        raise NotConfigured(_("give --path, or set CREDIT_SIGNING_KEY to where the key goes"))
     public = integrity.create_signing_key(target).public_key()
-    print(f"signing key written to {target} (keep it secret; point CREDIT_SIGNING_KEY to it)")
-    print(f"fingerprint: {integrity.fingerprint(public)}")
+    print(
+        _("signing key written to {path} (keep it secret; point CREDIT_SIGNING_KEY to it)").format(
+            path=target
+        )
+    )
+    print(_("fingerprint: {fingerprint}").format(fingerprint=integrity.fingerprint(public)))
     print(integrity.public_pem(public), end="")
 
 
-@keys_app.command("create")
+@keys_app.command(
+    "create",
+    help=_("Create a key and print it; only its hash is stored, so it cannot be shown again."),
+)
 def keys_create(
-    role: Annotated[Role, typer.Option(help="supervisor, sharing or analyst.")],
-    name: Annotated[str, typer.Option(help="Who or what holds the key.")],
+    role: Annotated[Role, typer.Option(help=_("supervisor, sharing or analyst."))],
+    name: Annotated[str, typer.Option(help=_("Who or what holds the key."))],
 ) -> None:
-    """Create a key and print it; only its hash is stored, so it cannot be shown again."""
     with writing(context.engine(context.settings())) as conn:
         print(keys.create(conn, role=role, name=name))
 
 
-@keys_app.command("list")
+@keys_app.command(
+    "list",
+    help=_("List keys (id, name, role, prefix, created, revoked), never the keys themselves."),
+)
 def keys_list() -> None:
-    """List keys (id, name, role, prefix, created, revoked), never the keys themselves."""
     with reading(context.engine(context.settings())) as conn:
         for k in keys.listing(conn):
-            revoked = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "active"
+            revoked = (
+                _("revoked {day}").format(day=f"{k['revoked_at']:%Y-%m-%d}")
+                if k["revoked_at"]
+                else _("active")
+            )
             print(f"{k['id']}\t{k['name']}\t{k['role']}\t{k['prefix']}…\t{revoked}")
 
 
-@keys_app.command("revoke")
+@keys_app.command("revoke", help=_("Revoke a key: it stops working at once."))
 def keys_revoke(
-    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+    key_id: Annotated[int, typer.Argument(help=_("The key's id (see keys list)."))],
 ) -> None:
-    """Revoke a key: it stops working at once."""
     with writing(context.engine(context.settings())) as conn:
         if not keys.revoke(conn, key_id=key_id):
-            raise NotFound(f"no active key with id {key_id}")
-    print(f"key {key_id} revoked")
+            raise NotFound(_("no active key with id {id}").format(id=key_id))
+    print(_("key {id} revoked").format(id=key_id))
 
 
-@app.command()
+@app.command(
+    help=_("Serve the HTTP API with uvicorn (settings from CREDIT_* environment variables).")
+)
 def serve(
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help=_("Worker processes."))] = 1,
     local: Annotated[
-        bool, typer.Option(help="Local use: load the sample district, print a supervisor key.")
+        bool, typer.Option(help=_("Local use: load the sample district, print a supervisor key."))
     ] = False,
 ) -> None:
-    """Serve the HTTP API with uvicorn (settings from CREDIT_* environment variables)."""
     settings = context.settings()
     if settings.calibration_dir is not None:  # refused here as `error: …`, not in a traceback
         load_risk(settings.calibration_dir, load_rules(settings.rules_dir))
     engine = context.engine(settings)
     if local:
         if not settings.is_sqlite or settings.host not in ("127.0.0.1", "localhost", "::1"):
-            raise InvalidInput("--local is only for the embedded SQLite database on loopback")
+            raise InvalidInput(_("--local is only for the embedded SQLite database on loopback"))
         with reading(engine) as conn:
             empty = not storage.known_usccs(conn)
         if empty:
@@ -361,10 +455,18 @@ def serve(
         with writing(engine) as conn:
             key = keys.create(conn, role=Role.SUPERVISOR, name="local")
     base = f"http://{settings.host}:{settings.port}"
-    print(f"credit-rating: API docs at {base}/docs (database {settings.database_shown})")
+    print(
+        _("credit-rating: API docs at {base}/docs (database {database})").format(
+            base=base, database=settings.database_shown
+        )
+    )
     if local:
-        print(f"local supervisor key (shown once): {key}")
-        print(f'  try: curl -H "X-API-Key: {key}" -X POST {base}/v1/ratings/2023')
+        print(_("local supervisor key (shown once): {key}").format(key=key))
+        print(
+            _('  try: curl -H "X-API-Key: {key}" -X POST {base}/v1/ratings/2023').format(
+                key=key, base=base
+            )
+        )
     engine.dispose()
     uvicorn.run(
         "service.api.app:create_app",
@@ -376,23 +478,26 @@ def serve(
     )
 
 
-@app.command()
+@app.command(
+    help=_("Deliver pending batches to the city platform; exit 0 only when all are delivered.")
+)
 def share(
-    year: Annotated[int | None, typer.Option(help="Only this year's batches.")] = None,
+    year: Annotated[int | None, typer.Option(help=_("Only this year's batches."))] = None,
     status: Annotated[
-        bool, typer.Option("--status", help="Show every batch; send nothing.")
+        bool, typer.Option("--status", help=_("Show every batch; send nothing."))
     ] = False,
     retry: Annotated[
-        str | None, typer.Option("--retry", metavar="BATCH", help="Re-queue a dead batch.")
+        str | None, typer.Option("--retry", metavar="BATCH", help=_("Re-queue a dead batch."))
     ] = None,
 ) -> None:
-    """Deliver pending batches to the city platform; exit 0 only when all are delivered."""
     settings = context.settings()
     engine = context.engine(settings)
     if retry is not None:
         with writing(engine) as conn:
             outbox.requeue(conn, batch=retry)
-        print(f"batch {retry} re-queued; run `credit-rating share` to send it")
+        print(
+            _("batch {batch} re-queued; run `credit-rating share` to send it").format(batch=retry)
+        )
         return
     if status:
         with reading(engine) as conn:
@@ -403,11 +508,12 @@ def share(
     with render.progress(len(todo)) as advance:
         report = delivery.deliver(engine, settings, year=year, progress=advance)
     print(
-        f"delivered {len(report.delivered)}, dead {len(report.dead)}, "
-        f"still pending {len(report.pending)}"
+        _("delivered {delivered}, dead {dead}, still pending {pending}").format(
+            delivered=len(report.delivered), dead=len(report.dead), pending=len(report.pending)
+        )
     )
     if not report.complete:
         fail(
-            "not everything was delivered: see `credit-rating share --status`"
-            + (" (dead batches need `--retry BATCH` once fixed)" if report.dead else "")
+            _("not everything was delivered: see `credit-rating share --status`")
+            + (_(" (dead batches need `--retry BATCH` once fixed)") if report.dead else "")
         )

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from scoring.compare import compare as compare_rules
 from scoring.compare import grade_moves
+from scoring.i18n import _
 from scoring.input_files import read_inputs
 from scoring.rules import RulesInForce
 from scoring.shipped import SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS, load_rules
@@ -36,27 +37,27 @@ from service.records import storage
 def compare(
     year: Year,
     rules: Annotated[
-        Path, typer.Option(help="The candidate rules directory (e.g. calibrate's DIR/rules).")
+        Path, typer.Option(help=_("The candidate rules directory (e.g. calibrate's DIR/rules)."))
     ],
     against: Annotated[
         Path | None,
         typer.Option(
-            help="The rules in force (default: the configured rules).", show_default=False
+            help=_("The rules in force (default: the configured rules)."), show_default=False
         ),
     ] = None,
     institutions: Institutions = SAMPLE_INSTITUTIONS,
     findings: Findings = SAMPLE_FINDINGS,
     stored: Annotated[
         bool,
-        typer.Option("--stored", help="Rate the records in the database instead of files."),
+        typer.Option("--stored", help=_("Rate the records in the database instead of files.")),
     ] = False,
     as_of: AsOf = None,
     scale: Scale = None,
     every: Annotated[
-        bool, typer.Option("--all", help="List every institution, not only those that change.")
+        bool, typer.Option("--all", help=_("List every institution, not only those that change."))
     ] = False,
     format: Annotated[
-        Format, typer.Option("--format", help="table (text), json or csv.")
+        Format, typer.Option("--format", help=_("table (text), json or csv."))
     ] = Format.table,
 ) -> None:
     """Rate YEAR under the rules in force and under a candidate rule set, and list who would

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from scoring.i18n import _
 from service.api.routes.draws import SEED, as_json
 from service.cli import context, render
 from service.cli.options import Format, Year
@@ -24,18 +25,20 @@ from service.ratings import draws
 
 def draw(
     year: Year,
-    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many to draw.")],
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help=_("How many to draw."))],
     seed: Annotated[
         str | None,
         typer.Option(
-            help="The seed (1–128 printable ASCII characters, no spaces); default: 128 random "
-            "bits from the operating system (secrets).",
+            help=_(
+                "The seed (1–128 printable ASCII characters, no spaces); default: 128 random "
+                "bits from the operating system (secrets)."
+            ),
             show_default=False,
         ),
     ] = None,
-    by: Annotated[str, typer.Option(help="Who makes the draw.")] = "cli",
+    by: Annotated[str, typer.Option(help=_("Who makes the draw."))] = "cli",
     format: Annotated[
-        Format, typer.Option("--format", help="table (text) or json (the published record).")
+        Format, typer.Option("--format", help=_("table (text) or json (the published record)."))
     ] = Format.table,
 ) -> None:
     """Draw COUNT institutions from YEAR's published grades, weighted by grade (closed ones

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from scoring.i18n import _
 from scoring.shipped import load_rules
 from service.cli import context
 from service.cli.options import Year
@@ -36,21 +37,23 @@ def export(
         int | None,
         typer.Option(
             min=1,
-            help="This revision (a draft included) instead of the year's published result.",
+            help=_("This revision (a draft included) instead of the year's published result."),
             show_default=False,
         ),
     ] = None,
     format: Annotated[
         ExportFormat,
         typer.Option(
-            "--format", help="xlsx: summary, points and findings sheets; csv: the points sheet."
+            "--format", help=_("xlsx: summary, points and findings sheets; csv: the points sheet.")
         ),
     ] = ExportFormat.xlsx,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="File or directory to write (default: the current directory, a Chinese file "
-            "name with year and revision); - writes to standard output.",
+            help=_(
+                "File or directory to write (default: the current directory, a Chinese file "
+                "name with year and revision); - writes to standard output."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -77,8 +80,17 @@ def export(
     _write(target, data)
     s = made.snapshot
     print(
-        f"{target}: {s.year} revision {s.revision} ({s.status}), "
-        f"{len(made.points.rows)} institutions, {len(made.findings.rows)} findings"
+        _(
+            "{path}: {year} revision {revision} ({status}), {institutions} institutions, "
+            "{findings} findings"
+        ).format(
+            path=target,
+            year=s.year,
+            revision=s.revision,
+            status=s.status,
+            institutions=len(made.points.rows),
+            findings=len(made.findings.rows),
+        )
     )
 
 
@@ -97,4 +109,6 @@ def _write(target: Path, data: bytes) -> None:
             Path(name).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise InvalidInput(
+            _("cannot write {path}: {reason}").format(path=target, reason=exc.strerror or exc)
+        ) from None

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from scoring.i18n import _
 from scoring.shipped import load_rules
 from service.api.routes.objections import ObjectionPublic
 from service.api.schemas import SnapshotPublic
@@ -32,14 +33,14 @@ class Decision(StrEnum):
 
 def file(
     year: Year,
-    uscc: Annotated[str, typer.Option(help="The institution objecting.")],
-    text: Annotated[str, typer.Option(help="What the objection says.")],
-    filed_by: Annotated[str, typer.Option("--filed-by", help="Who objects.")],
+    uscc: Annotated[str, typer.Option(help=_("The institution objecting."))],
+    text: Annotated[str, typer.Option(help=_("What the objection says."))],
+    filed_by: Annotated[str, typer.Option("--filed-by", help=_("Who objects."))],
     finding: Annotated[
         str | None,
-        typer.Option(help="The finding objected to (its id).", show_default=False),
+        typer.Option(help=_("The finding objected to (its id)."), show_default=False),
     ] = None,
-    by: Annotated[str, typer.Option(help="Who records it.")] = "cli",
+    by: Annotated[str, typer.Option(help=_("Who records it."))] = "cli",
 ) -> None:
     """Record an objection to YEAR's published rating, within its publicity period."""
     settings = context.settings()
@@ -63,9 +64,9 @@ def file(
 
 
 def list_(
-    year: Annotated[int | None, typer.Option(help="Only this year's.")] = None,
-    status: Annotated[ObjectionStatus | None, typer.Option(help="Only these.")] = None,
-    format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    year: Annotated[int | None, typer.Option(help=_("Only this year's."))] = None,
+    status: Annotated[ObjectionStatus | None, typer.Option(help=_("Only these."))] = None,
+    format: Annotated[Format, typer.Option("--format", help=_("table or json."))] = Format.table,
 ) -> None:
     """List objections in the order filed."""
     engine = context.engine(context.settings())
@@ -88,10 +89,10 @@ def list_(
 
 
 def resolve(
-    objection_id: Annotated[int, typer.Argument(min=1, help="The objection's id.")],
-    decision: Annotated[Decision, typer.Option(help="upheld or rejected.")],
-    reason: Annotated[str, typer.Option(help="Why.")],
-    by: Annotated[str, typer.Option(help="Who resolves it.")] = "cli",
+    objection_id: Annotated[int, typer.Argument(min=1, help=_("The objection's id."))],
+    decision: Annotated[Decision, typer.Option(help=_("upheld or rejected."))],
+    reason: Annotated[str, typer.Option(help=_("Why."))],
+    by: Annotated[str, typer.Option(help=_("Who resolves it."))] = "cli",
 ) -> None:
     """Uphold (revoke its finding, compute a correction draft) or reject, with a reason."""
     settings = context.settings()
@@ -121,9 +122,16 @@ def resolve(
 def build(typer_class: type[typer.Typer]) -> typer.Typer:
     """The `objection` sub-app, made with the registering module's Typer class."""
     sub = typer_class(
-        help="Objections in a publicity period (公示期): file, list, resolve.", no_args_is_help=True
+        help=_("Objections in a publicity period (公示期): file, list, resolve."),
+        no_args_is_help=True,
     )
-    sub.command("file")(file)
-    sub.command("list")(list_)
-    sub.command("resolve")(resolve)
+    sub.command(
+        "file",
+        help=_("Record an objection to YEAR's published rating, within its publicity period."),
+    )(file)
+    sub.command("list", help=_("List objections in the order filed."))(list_)
+    sub.command(
+        "resolve",
+        help=_("Uphold (revoke its finding, compute a correction draft) or reject, with a reason."),
+    )(resolve)
     return sub

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from scoring.i18n import _
 from scoring.rules import MAX_YEAR
 
 
@@ -19,15 +20,15 @@ class Format(StrEnum):
 
 
 # Years before the measure are refused by the rules themselves, which say when it began.
-Year = Annotated[int, typer.Option(min=1, max=MAX_YEAR, help="Rating year (calendar year).")]
+Year = Annotated[int, typer.Option(min=1, max=MAX_YEAR, help=_("Rating year (calendar year)."))]
 Institutions = Annotated[
     Path,
-    typer.Option(help="Institutions file (.csv, .json, .xlsx, .parquet).", show_default=False),
+    typer.Option(help=_("Institutions file (.csv, .json, .xlsx, .parquet)."), show_default=False),
 ]
 Findings = Annotated[
-    Path, typer.Option(help="Findings file (.csv, .json, .xlsx, .parquet).", show_default=False)
+    Path, typer.Option(help=_("Findings file (.csv, .json, .xlsx, .parquet)."), show_default=False)
 ]
-Rules = Annotated[Path, typer.Option(help="Rules directory.", show_default=False)]
+Rules = Annotated[Path, typer.Option(help=_("Rules directory."), show_default=False)]
 
 
 # Checked by the rules in use (`RuleSet.in_force` names the scales they define), so a rules
@@ -36,7 +37,7 @@ Scale = Annotated[
     str | None,
     typer.Option(
         metavar="SCALE",
-        help="Grade scale of the rules: four (the default) or five in the shipped measure.",
+        help=_("Grade scale of the rules: four (the default) or five in the shipped measure."),
         show_default=False,
     ),
 ]
@@ -47,8 +48,10 @@ AsOf = Annotated[
     dt.datetime | None,
     typer.Option(
         formats=["%Y-%m-%d"],
-        help="Rate with the values of the rules in force on this day (YYYY-MM-DD) instead of "
-        "31 December of the year: a candidate rule set dated later, tried on this year.",
+        help=_(
+            "Rate with the values of the rules in force on this day (YYYY-MM-DD) instead of "
+            "31 December of the year: a candidate rule set dated later, tried on this year."
+        ),
         show_default=False,
     ),
 ]

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from scoring.i18n import _
 from scoring.shipped import load_rules
 from service.cli import context
 from service.cli.options import Scale, Year
@@ -26,7 +27,7 @@ from service.ratings.snapshots import Snapshot
 def compute(
     year: Year,
     scale: Scale = None,
-    by: Annotated[str, typer.Option(help="Who computes it (recorded).")] = "cli",
+    by: Annotated[str, typer.Option(help=_("Who computes it (recorded)."))] = "cli",
 ) -> None:
     """Compute YEAR's draft from the stored institutions and findings (nothing is published)."""
     settings = context.settings()
@@ -45,13 +46,15 @@ def publish(
     year: Year,
     revision: Annotated[
         int | None,
-        typer.Option(min=1, help="The draft to publish (default: the latest).", show_default=False),
+        typer.Option(
+            min=1, help=_("The draft to publish (default: the latest)."), show_default=False
+        ),
     ] = None,
     reason: Annotated[
         str | None,
-        typer.Option(help="Why: required for a correction.", show_default=False),
+        typer.Option(help=_("Why: required for a correction."), show_default=False),
     ] = None,
-    by: Annotated[str, typer.Option(help="Who publishes it (recorded).")] = "cli",
+    by: Annotated[str, typer.Option(help=_("Who publishes it (recorded)."))] = "cli",
 ) -> None:
     """Publish YEAR's draft as the official result (a second publication is a correction):
     signed, chained, queued for the city platform, and open to objections for the publicity
