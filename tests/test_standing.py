@@ -155,3 +155,30 @@ def test_the_command_line_lists_marks_and_refuses_to_explain(files: tuple[Path, 
 
     refused = runner.invoke(app, ["explain", CLOSED, "--year", str(YEAR), *given])
     assert refused.exit_code == 1 and "not rated" in refused.stderr
+
+
+def test_a_correction_keeps_who_was_rated_as_published(loaded: Engine) -> None:
+    """An institution closed after the year was published stays rated in its corrections; one
+    listed as not rated stays so, even if it reopened."""
+    set_status(loaded)  # CLOSED closed, SUSPENDED suspended, before the first publication
+    rules = load_rules()
+    with writing(loaded) as conn:
+        publishing.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="tests")
+        publishing.publish(conn, year=YEAR, revision=None, reason=None, by="tests")
+        later = "52120111MJ06185738"  # 博文 closes, 启航 reopens, 明德 resumes, all since
+        conn.execute(
+            update(institutions).where(institutions.c.uscc == later).values(status="closed")
+        )
+        conn.execute(
+            update(institutions)
+            .where(institutions.c.uscc.in_([CLOSED, SUSPENDED]))
+            .values(status="operating")
+        )
+        draft = publishing.compute_draft(conn, rules=rules, year=YEAR, scale="four", by="tests")
+        rows = {r.uscc: r.status for r in conn.execute(select(snapshot_rows).where(
+            snapshot_rows.c.snapshot_id == draft.id))}  # fmt: skip
+    assert later in rows and CLOSED not in rows and rows[SUSPENDED] == "suspended"
+    assert [e["uscc"] for e in json.loads(draft.not_rated or "[]")] == [CLOSED]
+    with writing(loaded) as conn:  # the next year is rated with today's statuses
+        nxt = publishing.compute_draft(conn, rules=rules, year=YEAR + 1, scale="four", by="t")
+    assert [e["uscc"] for e in json.loads(nxt.not_rated or "[]")] == [later]

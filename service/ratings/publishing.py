@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -28,7 +29,7 @@ from scoring.standing import standing
 from service.core.clock import now
 from service.core.errors import Conflict, NotConfigured, NotFound
 from service.core.settings import SharingConfig
-from service.core.tables import snapshots
+from service.core.tables import snapshot_rows, snapshots
 from service.ratings.integrity import (
     GENESIS,
     ContentHasher,
@@ -147,6 +148,39 @@ def rate_rows(
     return header, list(rows)
 
 
+def _statuses_as_published(
+    conn: Connection, snapshot: Snapshot, institutions: pd.DataFrame
+) -> pd.DataFrame:
+    """`institutions` with the statuses `snapshot` rated them with: a correction corrects
+    findings, not who was in the year's result, so an institution closed since the year was
+    published stays rated in it (and one closed then stays not rated). Institutions recorded
+    since keep their own status."""
+    closed = {entry["uscc"] for entry in json.loads(snapshot.not_rated or "[]")}
+    marked = {
+        uscc
+        for (uscc,) in conn.execute(
+            select(snapshot_rows.c.uscc).where(
+                snapshot_rows.c.snapshot_id == snapshot.id,
+                snapshot_rows.c.status == InstitutionStatus.suspended.value,
+            )
+        )
+    }
+    rated = set(
+        conn.scalars(select(snapshot_rows.c.uscc).where(snapshot_rows.c.snapshot_id == snapshot.id))
+    )
+    status = [
+        InstitutionStatus.closed.value
+        if uscc in closed
+        else InstitutionStatus.suspended.value
+        if uscc in marked
+        else InstitutionStatus.operating.value
+        if uscc in rated
+        else own
+        for uscc, own in zip(institutions["uscc"], institutions["status"], strict=True)
+    ]
+    return institutions.assign(status=status)
+
+
 def compute_draft(
     conn: Connection,
     *,
@@ -166,6 +200,9 @@ def compute_draft(
     caller's one transaction.
     """
     institutions, findings = storage.frames(conn, year=year)
+    current = published(conn, year=year, required=False)
+    if current is not None:  # a correction: who is rated stays as published
+        institutions = _statuses_as_published(conn, current, institutions)
     header, rows = _rated(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
