@@ -46,6 +46,7 @@ bench-http: $(STAMP)
 	    apt-get install -y -qq wrk >/dev/null || echo "wrk could not be installed"; \
 	  else echo "wrk not installed (apt-get install wrk): using the asyncio load generator"; fi; }
 	$(BIN)/python -m benchmarks.http_load
+	$(BIN)/python -m benchmarks.service_scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

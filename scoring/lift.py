@@ -16,7 +16,7 @@ lift the grade.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -108,6 +108,14 @@ def _smallest_sets(
     ids = [fid for _, fid, _ in counted]
     # Every veto finding must go; the search is over the others.
     forced = sorted(veto_ids)
+    # A revocation changes only the indicators its findings are under: the score of a set is
+    # the score kept, corrected there (what `_score_without` gives, without going over every
+    # indicator for each of up to MAX_TRIES sets).
+    under: dict[str, list[IndicatorExplanation]] = {}
+    for indicator in e.indicators:
+        for f in indicator.findings:
+            under.setdefault(f.finding_id, []).append(indicator)
+    kept = sum(i.kept for i in e.indicators)
     tries = 0
     for size in range(0, len(ids) + 1):
         found: list[Revocation] = []
@@ -117,7 +125,8 @@ def _smallest_sets(
             if tries > MAX_TRIES:
                 return _greedy(e, bands, target, counted, forced), 0, False
             revoked = {ids[k] for k in chosen}
-            score = _score_without(e.indicators, revoked)
+            affected = {id(i): i for fid in revoked for i in under[fid]}.values()
+            score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
             grade_at = _band_of(bands, score)
             if grade_at <= target:
                 total += 1
@@ -154,7 +163,7 @@ def _greedy(
     return []
 
 
-def _score_without(indicators: Sequence[IndicatorExplanation], revoked: set[str]) -> int:
+def _score_without(indicators: Iterable[IndicatorExplanation], revoked: set[str]) -> int:
     """The score with the `revoked` findings no longer counted (vetoes aside)."""
     score = 0
     for i in indicators:

@@ -82,3 +82,22 @@ def test_rows_out_of_order_are_refused() -> None:
     hasher.add(second)
     with pytest.raises(ValueError, match="out of uscc order"):
         hasher.add(first)
+
+
+def test_lifts_scores_are_those_of_a_full_recount() -> None:
+    """`scoring.lift` corrects only the indicators a revocation touches: each set it lists
+    scores what recounting every indicator gives."""
+    from scoring.explain import Explanation
+    from scoring.lift import _score_without, lift
+
+    force = RULES.in_force(2023, "four")
+    institutions, findings = synthetic_district(300, 1_000, year=2023, seed=11, rules=RULES)
+    texts = explanation_texts(institutions, findings, rate(institutions, findings, force), force)
+    checked = 0
+    for text in texts:
+        explanation = Explanation.model_validate_json(text)
+        for revocation in lift(explanation, force.bands).revocations:
+            recount = _score_without(explanation.indicators, set(revocation.finding_ids))
+            assert revocation.score == recount
+            checked += 1
+    assert checked > 50
