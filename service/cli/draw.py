@@ -44,7 +44,7 @@ def draw(
     """Draw COUNT institutions from YEAR's published grades, weighted by grade (closed ones
     never), store the record and print it (docs/draws.md: how anyone reruns it)."""
     if seed is not None and not re.fullmatch(SEED, seed):
-        raise InvalidInput("--seed: 1–128 printable ASCII characters, no spaces")
+        raise InvalidInput(_("--seed: 1–128 printable ASCII characters, no spaces"))
     settings = context.settings()
     engine = context.engine(settings)
     try:
@@ -71,12 +71,30 @@ def _table(record: dict[str, Any]) -> None:
     weights = ", ".join(f"{g}={w}" for g, w in record["weights"].items())
     quotas = ", ".join(f"{g}: {n}" for g, n in record["quotas"].items())
     out.print(
-        f"draw {record['id']}: {len(record['drawn'])} of {len(record['population'])} "
-        f"institutions from {record['year']} revision {record['revision']} "
-        f"({record['snapshot_hash']})",
+        _(
+            "draw {id}: {drawn} of {population} institutions from {year} revision {revision} "
+            "({hash})"
+        ).format(
+            id=record["id"],
+            drawn=len(record["drawn"]),
+            population=len(record["population"]),
+            year=record["year"],
+            revision=record["revision"],
+            hash=record["snapshot_hash"],
+        ),
         markup=False,
     )
-    out.print(f"seed {record['seed']} ({record['seed_source']}); weights {weights}", markup=False)
-    out.print(f"per grade: {quotas}; closed, never drawn: {len(record['excluded'])}", markup=False)
+    out.print(
+        _("seed {seed} ({source}); weights {weights}").format(
+            seed=record["seed"], source=record["seed_source"], weights=weights
+        ),
+        markup=False,
+    )
+    out.print(
+        _("per grade: {quotas}; closed, never drawn: {closed}").format(
+            quotas=quotas, closed=len(record["excluded"])
+        ),
+        markup=False,
+    )
     for d in record["drawn"]:
         print(f"{d['grade']}\t{d['uscc']}\t{d['key']}")

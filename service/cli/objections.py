@@ -60,7 +60,11 @@ def file(
             )
     finally:
         engine.dispose()
-    print(f"objection {row['id']} filed against {year} revision {row['revision']}")
+    print(
+        _("objection {id} filed against {year} revision {revision}").format(
+            id=row["id"], year=year, revision=row["revision"]
+        )
+    )
 
 
 def list_(
@@ -110,12 +114,14 @@ def resolve(
             )
     finally:
         engine.dispose()
-    print(f"objection {objection_id} {done.objection['status']}")
+    print(_("objection {id} {status}").format(id=objection_id, status=done.objection["status"]))
     if done.correction is not None:
         s = SnapshotPublic.of(done.correction)
         print(
-            f"correction draft: {s.year} revision {s.revision} ({s.reason}); publish it with "
-            f"`credit-rating publish --year {s.year}` (or `POST /v1/ratings/{s.year}/publish`)"
+            _(
+                "correction draft: {year} revision {revision} ({reason}); publish it with "
+                "`credit-rating publish --year {year}` (or `POST /v1/ratings/{year}/publish`)"
+            ).format(year=s.year, revision=s.revision, reason=s.reason)
         )
 
 
