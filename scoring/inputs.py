@@ -507,6 +507,8 @@ class _Table:
         else:
             raw = self.column(name)
             text = self.constant(self.default(name)) if raw is None else _as_text(raw)
+        if _no_nul(text):  # one scan of the column's bytes: no cell to look at
+            return text
         has_nul = _mask(text.str.contains("\x00", regex=False))
         if has_nul.any():
             self.report(has_nul, name, text, lambda value: _("text without NUL (\\x00) characters"))
@@ -823,6 +825,22 @@ def _fill(text: pd.Series, where: BoolArray, value: str) -> pd.Series:
 def _header(raw: pd.DataFrame) -> list[str]:
     """Column names as the contract spells them: spaces and a stray BOM around them dropped."""
     return [str(c).strip().lstrip("\ufeff").strip() for c in raw.columns]
+
+
+def _no_nul(text: pd.Series) -> bool:
+    """True when no cell of `text` holds a NUL, by one pass over its Arrow text buffer
+    (its smallest byte is not 0); False when one may (or the text is not held by Arrow),
+    and then the cells are checked one by one."""
+    if not isinstance(text.dtype, pd.StringDtype) or text.dtype.storage != "pyarrow":
+        return False
+    array = pa.array(text, from_pandas=True)
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return False
+        data = chunk.buffers()[2]
+        if data is not None and data.size and np.frombuffer(data, dtype=np.uint8).min() == 0:
+            return False
+    return True
 
 
 def _mask(values: Any) -> BoolArray:

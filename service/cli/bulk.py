@@ -52,12 +52,18 @@ Progress = Callable[[int], None]
 
 
 def order(rating: pd.DataFrame) -> npt.NDArray[np.intp]:
-    """Positions of `rating`'s rows as `render.ranked` orders them."""
-    keys = rating[["score", "uscc"]].reset_index(drop=True)
-    ordered = keys.sort_values(
-        ["score", "uscc"], ascending=[False, True], kind="stable", na_position="last"
+    """Positions of `rating`'s rows as `render.ranked` orders them (best score first, then
+    credit code; no score last): Arrow's sort, stable like pandas'."""
+    keys = pa.table(
+        {
+            "score": pa.array(rating["score"], type=pa.int64(), from_pandas=True),
+            "uscc": pa.array(rating["uscc"], type=pa.large_string(), from_pandas=True),
+        }
     )
-    return ordered.index.to_numpy(dtype=np.intp)
+    ranks = pc.sort_indices(
+        keys, sort_keys=[("score", "descending", "at_end"), ("uscc", "ascending", "at_end")]
+    )
+    return np.asarray(ranks, dtype=np.intp)
 
 
 def _text(column: pd.Series) -> pa.Array | None:
@@ -71,21 +77,33 @@ def _text(column: pd.Series) -> pa.Array | None:
     return None
 
 
-def _csv_cells(column: pd.Series, name: str) -> pa.Array | None:
-    """A column's cells as `csv_text` writes them, unquoted (None: write it the old way)."""
+Cells = Callable[[pa.Array], pa.Array]
+"""The cells of one column at the given row positions, as text."""
+
+
+def _csv_cells(column: pd.Series, name: str) -> Cells | None:
+    """A column's cells as `csv_text` writes them, quoted (None: write it the old way)."""
     if name == "vetoes":
-        return _joined_vetoes(column)
+        vetoes = _joined_vetoes(column)
+        return lambda rows: _quoted(vetoes.take(rows))
     text = _text(column)
     if text is not None:
-        formula = pc.match_substring_regex(text, _FORMULA)
-        text = pc.if_else(formula, pc.binary_join_element_wise(_lit("'"), text, _lit("")), text)
-        return pc.fill_null(text, "")
+
+        def cells(rows: pa.Array) -> pa.Array:
+            some = text.take(rows)
+            formula = pc.match_substring_regex(some, _FORMULA)
+            some = pc.if_else(formula, pc.binary_join_element_wise(_lit("'"), some, _lit("")), some)
+            return _quoted(pc.fill_null(some, ""))
+
+        return cells
     if pd.api.types.is_bool_dtype(column.dtype):
         flags = pa.array(column, type=pa.bool_(), from_pandas=True)
-        return pc.fill_null(pc.if_else(flags, "True", "False"), "").cast(pa.large_string())
+        return lambda rows: pc.fill_null(pc.if_else(flags.take(rows), "True", "False"), "").cast(
+            pa.large_string()
+        )
     if pd.api.types.is_integer_dtype(column.dtype):
         numbers = pa.array(column, type=pa.int64(), from_pandas=True)
-        return pc.fill_null(pc.cast(numbers, pa.large_string()), "")
+        return lambda rows: pc.fill_null(pc.cast(numbers.take(rows), pa.large_string()), "")
     return None
 
 
@@ -136,20 +154,17 @@ def write_csv(rating: pd.DataFrame, out: BinaryIO, progress: Progress | None = N
     if any(not isinstance(c, str) for c in columns) or len(set(columns)) < len(columns):
         return False
     ranks = order(rating)
-    for name in columns:  # checked first: nothing is written unless every column can be
-        cells = _csv_cells(rating[name].iloc[:0], name)
-        if cells is None:
-            return False
+    writers = [_csv_cells(rating[name], name) for name in columns]
+    if any(w is None for w in writers):  # checked first: nothing is written unless all can be
+        return False
     out.write(csv_header(rating))
     for start in range(0, len(ranks), BLOCK):
-        block = rating.iloc[ranks[start : start + BLOCK]]
-        cells = [_csv_cells(block[name], name) for name in columns]
-        lines = pc.binary_join_element_wise(
-            *[_quoted(c) for c in cells if c is not None], _lit(",")
-        )
+        rows = pa.array(ranks[start : start + BLOCK], type=pa.int64())
+        cells = [w(rows) for w in writers if w is not None]
+        lines = pc.binary_join_element_wise(*cells, _lit(","))
         _write_lines(pc.binary_join_element_wise(lines, _lit("\n"), _lit("")), out)
         if progress is not None:
-            progress(len(block))
+            progress(len(rows))
     return True
 
 
