@@ -103,24 +103,26 @@ def calibrate(
     ruleset = load_rules(rules)
     files = institutions is not None or findings is not None
     if demo + stored + files > 1:
-        raise CalibrationError("choose one of --institutions/--findings, --stored and --demo")
+        raise CalibrationError(_("choose one of --institutions/--findings, --stored and --demo"))
     if demo:
         if not chosen:
-            raise CalibrationError("no years given")
+            raise CalibrationError(_("no years given"))
         today = min(dt.date.today(), dt.date(chosen[-1], 12, 31))
         try:
             history = synthetic_history(
                 demo_institutions, chosen, seed=seed, rules=ruleset, today=today
             )
         except ValueError as exc:
-            raise CalibrationError(f"cannot make the demo district: {exc}") from None
+            raise CalibrationError(
+                _("cannot make the demo district: {reason}").format(reason=exc)
+            ) from None
         inst, found = history.institutions, history.findings
     elif stored:
         with reading(context.engine(context.settings())) as conn:
             inst, found = storage.frames(conn)
     else:
         if institutions is None or findings is None:
-            raise CalibrationError("give --institutions and --findings, --stored, or --demo")
+            raise CalibrationError(_("give --institutions and --findings, --stored, or --demo"))
         inst, found = read_inputs(institutions, findings, rules=ruleset)
     result = run_calibration(inst, found, ruleset, chosen, seed=seed, synthetic=demo)
     if out is not None:
@@ -133,7 +135,11 @@ def calibrate(
             console.print(SYNTHETIC_NOTICE)
         console.print(report_view(result.report))
         if out is not None:
-            console.print(f"written: {out / ARTIFACT}, {out / METADATA}, {out / 'rules'}/")
+            console.print(
+                _("written: {artifact}, {metadata}, {rules}/").format(
+                    artifact=out / ARTIFACT, metadata=out / METADATA, rules=out / "rules"
+                )
+            )
 
 
 # ---------------------------------------------------------------------------- files
@@ -188,7 +194,9 @@ def write_outputs(out: Path, result: Calibration, rules_dir: Path) -> None:
                 encoding="utf-8",
             )
     except OSError as exc:
-        raise CalibrationError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        raise CalibrationError(
+            _("cannot write to {path}: {reason}").format(path=out, reason=exc.strerror or exc)
+        ) from None
     load_rules(out / "rules")  # what was written reads back as a valid rule set
 
 
