@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import httpx
+import openpyxl
 import pytest
 from sqlalchemy import Engine, select, update
 from typer.testing import CliRunner
@@ -21,7 +22,7 @@ from service.api.keys import Role
 from service.cli import app
 from service.core.database import reading, writing
 from service.core.tables import institutions, snapshot_rows, snapshots
-from service.ratings import integrity, publishing
+from service.ratings import exports, integrity, publishing
 from tests.conftest import drop_guards
 from tests.servers import running_service
 
@@ -182,3 +183,24 @@ def test_a_correction_keeps_who_was_rated_as_published(loaded: Engine) -> None:
     with writing(loaded) as conn:  # the next year is rated with today's statuses
         nxt = publishing.compute_draft(conn, rules=rules, year=YEAR + 1, scale="four", by="t")
     assert [e["uscc"] for e in json.loads(nxt.not_rated or "[]")] == [later]
+
+
+def test_the_export_lists_and_marks_them(loaded: Engine) -> None:
+    set_status(loaded)
+    with writing(loaded) as conn:
+        publishing.compute_draft(conn, rules=load_rules(), year=YEAR, scale="four", by="tests")
+        publishing.publish(conn, year=YEAR, revision=None, reason=None, by="tests")
+    with reading(loaded) as conn:
+        made = exports.snapshot_export(conn, year=YEAR, rules=load_rules())
+    book = openpyxl.load_workbook(io.BytesIO(made.xlsx()))
+    assert book.sheetnames == ["概况", "指标得分", "扣分记录", "不予评价"]
+    assert list(book["不予评价"].iter_rows(values_only=True)) == [
+        ("统一社会信用代码", "机构名称", "原因"),
+        (CLOSED, "天津市西青区启航文化培训学校", CLOSED_REASON),
+    ]
+    summary = dict(book["概况"].iter_rows(min_row=2, values_only=True))
+    assert (summary["机构总数"], summary["不予评价（已注销）"]) == (16, 1)
+    points = list(book["指标得分"].iter_rows(values_only=True))
+    label = {line[1]: line[6] for line in points[1:]}
+    assert CLOSED not in label and label[SUSPENDED].endswith("（暂停办学）")
+    assert sum(v.endswith("（暂停办学）") for v in label.values()) == 1

@@ -215,6 +215,10 @@ def attachment(filename: str, fallback: str | None = None) -> str:
 SUMMARY = "概况"
 POINTS = "指标得分"
 LIFT_COLUMN = "升级所需"
+NOT_RATED = "不予评价"
+"""The sheet of the closed institutions a snapshot lists as not rated (only when there are)."""
+SUSPENDED_MARK = "（暂停办学）"
+"""Added to a suspended institution's grade label: it is rated, and marked."""
 """The points sheet's last column: what lifts the institution to the next grade up."""
 FINDINGS = "扣分记录"
 
@@ -261,10 +265,12 @@ class SnapshotExport:
     summary: Sheet
     points: Sheet
     findings: Sheet
+    not_rated: Sheet | None = None  # closed institutions, listed with the reason
 
     @property
     def sheets(self) -> list[Sheet]:
-        return [self.summary, self.points, self.findings]
+        listed = [self.not_rated] if self.not_rated else []
+        return [self.summary, self.points, self.findings, *listed]
 
     def xlsx(self) -> bytes:
         return xlsx_bytes(self.sheets, created=self.snapshot.published_at)
@@ -320,11 +326,20 @@ def shaped(
     first). `bands` (highest first) list grades no row has, and give each row what lifts it to
     the next grade (scoring.lift)."""
     explained = [Explanation.model_validate_json(r["explanation"]) for r in rows]
+    not_rated = json.loads(snap.not_rated or "[]")
     return SnapshotExport(
         snapshot=snap,
-        summary=_summary(snap, explained, bands),
+        summary=_summary(snap, explained, bands, not_rated=len(not_rated)),
         points=_points(rows, explained, bands),
         findings=_findings(explained),
+        not_rated=Sheet(
+            NOT_RATED,
+            ("统一社会信用代码", "机构名称", "原因"),
+            [[n["uscc"], n["name"], n["reason"]] for n in not_rated],
+            widths=(22, 36, 60),
+        )
+        if not_rated
+        else None,
     )
 
 
@@ -333,7 +348,11 @@ def _when(moment: datetime | None) -> str:
 
 
 def _summary(
-    snap: Snapshot, explained: Sequence[Explanation], bands: Sequence[Band] | None
+    snap: Snapshot,
+    explained: Sequence[Explanation],
+    bands: Sequence[Band] | None,
+    *,
+    not_rated: int,
 ) -> Sheet:
     counts = Counter(e.grade for e in explained)
     labels = {b.grade: b.label for b in bands} if bands else {}
@@ -355,8 +374,10 @@ def _summary(
         ["输入摘要", snap.input_digest],
         ["内容哈希", snap.content_hash],
         ["链哈希", snap.chain_hash or ""],
-        ["机构总数", len(explained)],
+        ["机构总数", len(explained) + not_rated],
     ]
+    if not_rated:
+        rows.append(["不予评价（已注销）", not_rated])
     rows += [[f"等级 {g}（{labels[g]}）", counts.get(g, 0)] for g in order]
     return Sheet(SUMMARY, ("项目", "内容"), rows, widths=(22, 72))
 
@@ -389,7 +410,7 @@ def _points(
                 row["licence_no"],
                 int(row["score"]),
                 row["grade"],
-                e.grade_label,
+                e.grade_label + (SUSPENDED_MARK if row.get("status") == "suspended" else ""),
                 "；".join(v.title for v in e.vetoes),
                 *(points.get(code) for _, _, code in indicators),
                 *([_lift_text(lift(e, bands))] if bands else []),

@@ -24,6 +24,7 @@ from service.core.errors import NotFound
 from service.core.settings import Settings
 from service.core.tables import snapshot_rows
 from service.ratings import draws, snapshots
+from service.ratings.exports import SUSPENDED_MARK
 from service.ratings.publicity import Publicity, publicity
 
 """Dates on the page are China Standard Time (no daylight saving); stored moments are UTC."""
@@ -273,7 +274,7 @@ def build(conn: Connection, *, rules: RuleSet, settings: Settings, year: int, qu
     grades = _grades(conn, shown)
     changes = _changes(_grades(conn, own[position - 1]), grades) if position else []
     suspended = _suspended(conn, shown)
-    mark = {uscc: "（暂停办学）" for uscc in suspended}
+    mark = dict.fromkeys(suspended, SUSPENDED_MARK)
     entries = [
         Entry(name, uscc, grade, labels.get(grade, "") + mark.get(uscc, ""))
         for uscc, (name, grade) in grades.items()
