@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.explain import Explanation, IndicatorExplanation
+from scoring.explain import Explanation, FindingCited, IndicatorExplanation
 from scoring.rules import Band
 
 MAX_SETS = 10
@@ -80,9 +80,12 @@ def lift(explanation: Explanation, bands: Sequence[Band]) -> Lift:
         )
     else:
         summary = f"距 {target.grade} 级（{target.min} 分及以上）还差 {missing} 分。"
-    if sets:
+    if sets and exhaustive:
         size = len(sets[0].finding_ids)
         summary += f"撤销 {size} 条认定记录即可达到（共 {total} 种最少组合）。"
+    elif sets:
+        size = len(sets[0].finding_ids)
+        summary += f"撤销 {size} 条认定记录即可达到（这是最少条数；组合太多，只列出一种）。"
     else:
         summary += "撤销本年度任何认定记录都不能达到。"
     return Lift(
@@ -116,51 +119,75 @@ def _smallest_sets(
         for f in indicator.findings:
             under.setdefault(f.finding_id, []).append(indicator)
     kept = sum(i.kept for i in e.indicators)
-    tries = 0
-    for size in range(0, len(ids) + 1):
-        found: list[Revocation] = []
-        total = 0
-        for chosen in itertools.combinations(range(len(ids)), size):
-            tries += 1
-            if tries > MAX_TRIES:
-                return _greedy(e, bands, target, counted, forced), 0, False
-            revoked = {ids[k] for k in chosen}
-            affected = {id(i): i for fid in revoked for i in under[fid]}.values()
-            score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
-            grade_at = _band_of(bands, score)
-            if grade_at <= target:
-                total += 1
-                if len(found) < MAX_SETS:
-                    found.append(
-                        Revocation(
-                            finding_ids=forced + sorted(revoked),
-                            score=score,
-                            grade=bands[grade_at].grade,
-                        )
+    fewest = _fewest(e.indicators, need=bands[target].min - e.score)
+    if fewest is None:
+        return [], 0, True
+    size, one = fewest
+    found: list[Revocation] = []
+    total = 0
+    for tries, chosen in enumerate(itertools.combinations(range(len(ids)), size), start=1):
+        if tries > MAX_TRIES:  # too many to count: one set of the fewest findings will do
+            score = _score_without(e.indicators, one)
+            grade = bands[_band_of(bands, score)].grade
+            return (
+                [Revocation(finding_ids=forced + sorted(one), score=score, grade=grade)],
+                0,
+                False,
+            )
+        revoked = {ids[k] for k in chosen}
+        affected = {id(i): i for fid in revoked for i in under[fid]}.values()
+        score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
+        grade_at = _band_of(bands, score)
+        if grade_at <= target:
+            total += 1
+            if len(found) < MAX_SETS:
+                found.append(
+                    Revocation(
+                        finding_ids=forced + sorted(revoked),
+                        score=score,
+                        grade=bands[grade_at].grade,
                     )
-        if found:
-            return found, total, True
-    return [], 0, True
+                )
+    return found, total, True
 
 
-def _greedy(
-    e: Explanation,
-    bands: Sequence[Band],
-    target: int,
-    counted: list[tuple[IndicatorExplanation, str, int]],
-    forced: list[str],
-) -> list[Revocation]:
-    """One sufficient set when the exhaustive search is too large: revoke the findings that give
-    back the most points first (whole indicators at once), until the target band is reached."""
-    revoked: set[str] = set()
-    by_gain = sorted(e.indicators, key=lambda i: -i.lost)
-    for indicator in by_gain:
-        revoked |= {f.finding_id for f in indicator.findings}
-        score = _score_without(e.indicators, revoked)
-        if _band_of(bands, score) <= target:
-            return [Revocation(finding_ids=forced + sorted(revoked), score=score,
-                               grade=bands[_band_of(bands, score)].grade)]  # fmt: skip
-    return []
+def _fewest(
+    indicators: Sequence[IndicatorExplanation], *, need: int
+) -> tuple[int, set[str]] | None:
+    """The fewest findings whose revocation gives back at least `need` points, and one such set
+    (None when even all of them do not). Exact: revoking k findings of one indicator gives back
+    the most when they are its k largest counts (all of them, for an all-or-nothing one), so a
+    knapsack over indicators by number of findings finds the least number."""
+    if need <= 0:
+        return 0, set()
+    best: dict[int, tuple[int, list[str]]] = {0: (0, [])}  # findings → (points back, which)
+    for indicator in indicators:
+        if not indicator.findings:
+            continue
+        ranked = sorted(indicator.findings, key=lambda f: -f.count)
+        options = [(k, _given_back(indicator, k, ranked)) for k in range(1, len(ranked) + 1)]
+        merged = dict(best)
+        for used, (back, which) in best.items():
+            for k, more in options:
+                if more <= 0:
+                    continue
+                candidate = (back + more, which + [f.finding_id for f in ranked[:k]])
+                if candidate[0] > merged.get(used + k, (-1, []))[0]:
+                    merged[used + k] = candidate
+        best = merged
+    for used in sorted(best):
+        back, which = best[used]
+        if back >= need:
+            return used, set(which)
+    return None
+
+
+def _given_back(indicator: IndicatorExplanation, k: int, ranked: Sequence[FindingCited]) -> int:
+    """Points `indicator` gives back when its `k` largest findings (by count) are revoked."""
+    if indicator.mode == "all":
+        return indicator.points - indicator.kept if k == len(ranked) else 0
+    units = sum(f.count for f in ranked[k:])
+    return max(0, indicator.points - units * (indicator.deduction or 0)) - indicator.kept
 
 
 def _score_without(indicators: Iterable[IndicatorExplanation], revoked: set[str]) -> int:

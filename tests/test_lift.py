@@ -122,3 +122,27 @@ def test_the_command_line_ends_each_explanation_with_it() -> None:
     tail = table.stdout[table.stdout.index("升级所需") :]
     assert f"还差 {expected.points_missing} 分" in tail
     assert all(r.finding_ids[0] in tail for r in expected.revocations)
+
+
+def test_too_many_combinations_still_give_the_fewest_findings() -> None:
+    """25 findings, none over its indicator's cap: each revoked gives back exactly 10 points.
+    C(25, 15) sets are too many to count, but the number listed is still the least (the
+    knapsack's), and the set lifts the grade."""
+    spread = {"refunds_per_contract": 10, "fees_per_policy": 5, "model_contract_used": 4,
+              "advertising_lawful": 3, "prepaid_fees_lawful": 3}  # fmt: skip
+    rows = [
+        {"finding_id": f"{code}-{n}", "uscc": ONE, "indicator": code,
+         "occurred_on": date(YEAR, 3, 1), "count": 1}
+        for code, many in spread.items() for n in range(many)
+    ]  # fmt: skip
+    findings = findings_frame(rows)
+    e = explain(institutions_frame([ONE]), findings, FORCE, YEAR, ONE)
+    assert e.score == 750 and e.grade == "D"
+    result = lift(e, FORCE.bands)
+    c_min = FORCE.bands[ORDER.index("C")].min
+    assert result.exhaustive is False and result.revocations_total == 0
+    [proposal] = result.revocations
+    assert len(proposal.finding_ids) == -(-(c_min - 750) // 10)  # 10 points a finding: no fewer
+    assert "这是最少条数" in result.summary
+    score, grade = grade_after(findings, set(proposal.finding_ids))
+    assert (score, grade) == (proposal.score, proposal.grade) and grade == "C"
