@@ -69,7 +69,15 @@ def calibrate(
         Path | None,
         typer.Option(help=_("Findings over the years (same formats)."), show_default=False),
     ] = None,
-    rules: Annotated[Path, typer.Option(help=_("Rules directory."))] = RULES_DIR,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help=_(
+                "Rules directory (default: the shipped rules; with --stored, the configured ones)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     stored: Annotated[
         bool,
         typer.Option(
@@ -100,6 +108,7 @@ def calibrate(
     """Calibrate the score against serious outcomes the next year: metrics on the held-out
     year, proposed points and grade cut-offs; with --out, a candidate rule set."""
     chosen = parse_years(years)
+    rules = rules or (context.settings().rules_dir if stored else RULES_DIR)
     ruleset = load_rules(rules)
     files = institutions is not None or findings is not None
     if demo + stored + files > 1:
