@@ -204,3 +204,19 @@ def test_the_installed_wheel_rates_the_sample_from_another_directory(
     migrations = installed / "service" / "core" / "migrations"
     assert (migrations / "script.py.mako").is_file()
     assert len(list((migrations / "versions").glob("*.py"))) >= 2
+    # what the page and the messages need travels too: templates, stylesheet, catalogue
+    public = installed / "service" / "api" / "public"
+    assert (public / "templates" / "page.html").is_file()
+    assert (public / "static" / "public.css").is_file()
+    assert (
+        installed / "scoring" / "locale" / "zh_CN" / "LC_MESSAGES" / "credit_rating.po"
+    ).is_file()
+    explained = subprocess.run(
+        [sys.executable, "-m", "service.cli", "explain", "52120111MJ0642473E", "--year", "2023",
+         "--institutions", "missing.csv"],
+        cwd=elsewhere,
+        env={k: v for k, v in env.items() if k != "CREDIT_LANG"},
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert explained.returncode == 1 and "错误" in explained.stderr  # Chinese by default
