@@ -232,6 +232,11 @@ def _quoted(text: str) -> str:
     return str(encode_basestring(text))
 
 
+PLAIN_JSON = re.compile(r'(?:"[A-Za-z0-9_.-]*"|[\[\]{}0-9:, -])*')
+"""Stored vetoes and points JSON (`json.dumps` of codes and whole numbers) that becomes compact by
+dropping the spaces after its separators."""
+
+
 class GradeWriter:
     """A row's `GradePublic` or `GradeFull` JSON, as pydantic writes it (tests compare them),
     without a model per row: a year of 100,000 rows in a fraction of a second."""
@@ -245,9 +250,12 @@ class GradeWriter:
     def _compact(self, stored: str) -> str:
         text = self._json.get(stored)
         if text is None:
-            text = self._json[stored] = json.dumps(
-                json.loads(stored), ensure_ascii=False, separators=(",", ":")
-            )
+            if PLAIN_JSON.fullmatch(stored):  # strings of code characters only, and numbers
+                text = stored.replace(", ", ",").replace(": ", ":")
+            else:
+                text = json.dumps(json.loads(stored), ensure_ascii=False, separators=(",", ":"))
+            if len(self._json) < 100_000:
+                self._json[stored] = text
         return text
 
     def _risk(self, score: int) -> str:
