@@ -119,6 +119,9 @@ def _smallest_sets(
         for f in indicator.findings:
             under.setdefault(f.finding_id, []).append(indicator)
     kept = sum(i.kept for i in e.indicators)
+    # With every finding once (ids unique, the usual case), a set's score is counted from the
+    # findings' indicators and counts alone (`_score_of`).
+    scorer = _Scorer(counted, kept) if len(set(ids)) == len(ids) else None
     fewest = _fewest(e.indicators, need=bands[target].min - e.score)
     if fewest is None:
         return [], 0, True
@@ -135,8 +138,11 @@ def _smallest_sets(
                 False,
             )
         revoked = {ids[k] for k in chosen}
-        affected = {id(i): i for fid in revoked for i in under[fid]}.values()
-        score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
+        if scorer is not None:
+            score = scorer.score(chosen)
+        else:
+            affected = {id(i): i for fid in revoked for i in under[fid]}.values()
+            score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
         grade_at = _band_of(bands, score)
         if grade_at <= target:
             total += 1
@@ -188,6 +194,46 @@ def _given_back(indicator: IndicatorExplanation, k: int, ranked: Sequence[Findin
         return indicator.points - indicator.kept if k == len(ranked) else 0
     units = sum(f.count for f in ranked[k:])
     return max(0, indicator.points - units * (indicator.deduction or 0)) - indicator.kept
+
+
+class _Scorer:
+    """`_score_without` a set of findings given by position in `counted` (each finding once):
+    the score kept, corrected for the indicators they are under, from figures worked out once
+    (up to MAX_TRIES sets are scored per explanation)."""
+
+    def __init__(self, counted: Sequence[tuple[IndicatorExplanation, str, int]], kept: int):
+        self.kept = kept
+        self.owner = [id(i) for i, _, _ in counted]
+        self.counts = [count for _, _, count in counted]
+        self.figures = {
+            id(i): (
+                i.mode == "all",
+                len(i.findings),
+                sum(f.count for f in i.findings),
+                i.points,
+                i.deduction or 0,
+                i.kept,
+            )
+            for i, _, _ in counted
+        }
+
+    def score(self, chosen: Sequence[int]) -> int:
+        number: dict[int, int] = {}
+        units: dict[int, int] = {}
+        owner, counts = self.owner, self.counts
+        for k in chosen:
+            o = owner[k]
+            number[o] = number.get(o, 0) + 1
+            units[o] = units.get(o, 0) + counts[k]
+        score = self.kept
+        for o, revoked in number.items():
+            whole, findings, total, points, deduction, kept = self.figures[o]
+            if whole:
+                now = points if revoked == findings else 0
+            else:
+                now = max(0, points - (total - units[o]) * deduction)
+            score += now - kept
+        return score
 
 
 def _score_without(indicators: Iterable[IndicatorExplanation], revoked: set[str]) -> int:
