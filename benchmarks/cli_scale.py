@@ -215,6 +215,8 @@ def _summarise(results: dict[str, Any]) -> None:
         run["work_s"] = run["wall_s"] - results["startup_s"]
         run["ratio"] = run["work_s"] / engine["wall_s"]
         run["ratio_whole"] = run["wall_s"] / (engine["wall_s"] + engine.get("import_s", 0.0))
+        # CPU seconds: what a shared machine's load does not inflate (wall time waits for it).
+        run["cpu_ratio"] = run["cpu_s"] / engine["cpu_s"]
         limit = TARGETS["csv"] if key.startswith("csv") else TARGETS["parquet"]
         run["meets"] = {"ratio": run["ratio"] <= limit, "peak_gib": run["peak_gib"] < 2.5}
 
@@ -236,14 +238,15 @@ def report(results: dict[str, Any], console: Console) -> None:
         console.print(f"[red]engine failed: {engine['error'][-300:]}[/red]")
         return
     console.print(
-        f"engine alone (read 7 columns + rate): {engine['wall_s']:.2f} s "
+        f"engine alone (read 7 columns + rate): {engine['wall_s']:.2f} s, "
+        f"CPU {engine['cpu_s']:.2f} s "
         f"(+ {engine['import_s']:.2f} s imports), peak {engine['peak_gib']:.2f} GiB; "
         f"command start-up (credit-rating --help): {results['startup_s']:.2f} s"
     )
     table = Table(title="credit-rating rate (each a fresh process, output to a file)")
     for column in ("input → output", "wall s", "minus start-up", "× engine", "target"):
         table.add_column(column, justify="left" if column == "input → output" else "right")
-    for column in ("whole × engine", "CPU s", "peak GiB", "MB written", "load"):
+    for column in ("whole × engine", "CPU s", "CPU × engine", "peak GiB", "MB written", "load"):
         table.add_column(column, justify="right")
     for key, run in results["cli"].items():
         if "error" in run:
@@ -259,6 +262,7 @@ def report(results: dict[str, Any], console: Console) -> None:
             f"≤ {limit:g}×",
             f"{run['ratio_whole']:.2f}×",
             f"{run['cpu_s']:.2f}",
+            f"{run['cpu_ratio']:.2f}×",
             _mark(meets.get("peak_gib"), f"{run['peak_gib']:.2f}"),
             f"{run['bytes'] / 1e6:.0f}",
             f"{run['load_before']:.1f}",
@@ -266,7 +270,8 @@ def report(results: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(
         "× engine: (wall − start-up) / the engine's read + compute; whole × engine: wall / "
-        "(the engine's read + compute + imports). Peak target < 2.5 GiB."
+        "(the engine's read + compute + imports); CPU × engine: the command's CPU seconds "
+        "(start-up included) / the engine's. Peak target < 2.5 GiB."
     )
     if "same_output_from_csv" in results:
         console.print(
