@@ -31,6 +31,7 @@ import binascii
 import json
 import re
 import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class PublishedYears:
     _too_big: set[int] = field(default_factory=set)  # snapshot ids never kept
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _sqlite: sqlite3.Connection | None = None
+    _sqlite_lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def get(self, year: int, generation: Hashable | None) -> PublishedYear | None:
         """`year`'s published snapshot, confirmed the published one since `generation` was
@@ -118,6 +120,19 @@ class PublishedYears:
                 self._keep(year, found)
             self._years.move_to_end(year)
             return found
+
+    def _read_sqlite(self, entry: PublishedYear, uscc: str) -> str:
+        if self._sqlite is None:
+            self._sqlite = sqlite3.connect(
+                f"file:{self.engine.url.database}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        rows = self._sqlite.execute(EXPLANATION, (entry.snapshot.id, uscc)).fetchall()
+        text: str = rows[0][0]
+        return text
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -152,26 +167,15 @@ class PublishedYears:
 
     def explanation(self, entry: PublishedYear, uscc: str) -> str:
         """The row's stored explanation (a published snapshot's rows never change, so no
-        commit can make it another). On SQLite, read by key on a read-only connection of its
-        own, in the event loop's thread (tens of microseconds, less than a thread hop);
-        elsewhere, call it in a thread."""
+        commit can make it another). Called in a thread; on SQLite, read by key on a
+        read-only connection of its own (tens of microseconds)."""
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
             None,
             "",
             ":memory:",
         ):
-            if self._sqlite is None:
-                self._sqlite = sqlite3.connect(
-                    f"file:{self.engine.url.database}?mode=ro",
-                    uri=True,
-                    timeout=BUSY_TIMEOUT_MS / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            text: str = self._sqlite.execute(EXPLANATION, (entry.snapshot.id, uscc)).fetchall()[0][
-                0
-            ]
-            return text
+            with self._sqlite_lock:  # one connection, used from the thread pool's threads
+                return self._read_sqlite(entry, uscc)
         with reading(self.engine) as conn:
             found: str = conn.execute(
                 select(snapshot_rows.c.explanation).where(
@@ -394,6 +398,32 @@ class FastLookups:
         )
         await send({"type": "http.response.body", "body": answer})
 
+    def _explained(self, entry: PublishedYear, uscc: str) -> bytes:
+        """The explanation and lift members of the answer, and its closing brace."""
+        assert entry.force is not None
+        stored = self.years.explanation(entry, uscc)
+        explained = Explanation.model_validate_json(stored)  # what lifts it needs
+        if entry.verbatim:
+            written = stored.encode("utf-8")
+        else:
+            written = explained.__pydantic_serializer__.to_json(explained)
+            if entry.verbatim is None:  # one writer wrote every row of a snapshot, at once
+                entry.verbatim = written == stored.encode("utf-8")
+        lifted = (
+            lift(explained, entry.force.bands)
+            if entry.force.content_hash == entry.snapshot.rules_hash
+            else None
+        )
+        return b"".join(
+            [
+                b',"explanation":',
+                written,
+                b',"lift":',
+                b"null" if lifted is None else lifted.__pydantic_serializer__.to_json(lifted),
+                b"}",
+            ]
+        )
+
     async def _answer(self, scope: Scope) -> bytes | None:
         """The route's answer, from memory; None: let the route answer."""
         if scope["method"] != "GET" or scope["query_string"] or self.years.budget <= 0:
@@ -450,29 +480,9 @@ class FastLookups:
         if who is not None and who.role in EXPLAINERS:
             if entry.force is None:
                 entry.force = state.rules.in_force(snap.year, snap.scale)
-            if self.years.engine.dialect.name == "sqlite":  # a local read by key: no thread hop
-                stored = self.years.explanation(entry, uscc)
-            else:
-                stored = await run_in_threadpool(self.years.explanation, entry, uscc)
-            explained = Explanation.model_validate_json(stored)  # what lifts it needs
-            if entry.verbatim:
-                written = stored.encode("utf-8")
-            else:
-                written = explained.__pydantic_serializer__.to_json(explained)
-                if entry.verbatim is None:  # one writer wrote every row of a snapshot, at once
-                    entry.verbatim = written == stored.encode("utf-8")
-            lifted = (
-                lift(explained, entry.force.bands)
-                if entry.force.content_hash == snap.rules_hash
-                else None
-            )
-            parts += [
-                b',"explanation":',
-                written,
-                b',"lift":',
-                b"null" if lifted is None else lifted.__pydantic_serializer__.to_json(lifted),
-                b"}",
-            ]
+            # In a thread: what lifts the grade can take a while to work out (scoring.lift),
+            # and the event loop keeps answering the others meanwhile.
+            parts.append(await run_in_threadpool(self._explained, entry, uscc))
         else:
             parts.append(b',"explanation":null,"lift":null}')
         answer = b"".join(parts)
