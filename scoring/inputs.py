@@ -48,6 +48,7 @@ from scoring.errors import InputError, Problem
 from scoring.i18n import _
 from scoring.problems import MAX_PROBLEMS, ProblemList, raise_problems
 from scoring.rules import RuleSet
+from scoring.text_columns import duplicated as duplicated_text
 from scoring.uscc_columns import listed, organisation_valid, registered_in
 from scoring.uscc_columns import valid as valid_code
 
@@ -691,7 +692,7 @@ def _finding_ids(table: _Table) -> pd.Series:
     )
     bad = ~empty & ~np.asarray(shaped.fill_null(False), dtype=bool)
     table.report(bad, "finding_id", raw, lambda value: _("an id of 1-64 characters without spaces"))
-    repeated = ~empty & ~bad & _mask(ids.duplicated(keep=False))
+    repeated = ~empty & ~bad & duplicated_text(ids)  # exactly ids.duplicated(keep=False)
     table.report(
         repeated,
         "finding_id",
