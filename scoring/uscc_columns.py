@@ -135,6 +135,8 @@ def positions(codes: pd.Series | npt.ArrayLike, within: pd.Series | npt.ArrayLik
     codes = pd.Series(codes) if not isinstance(codes, pd.Series) else codes
     within = pd.Series(within) if not isinstance(within, pd.Series) else within
     result = np.full(len(codes), -1, dtype=np.intp)
+    if len(within) == 0:  # nothing to find: every code is absent
+        return result
     fits_within, matrix_within = code_matrix(within)
     fits, matrix = code_matrix(codes)
     # Contiguous copies of the (smaller) list: it is gathered from at random below.

@@ -367,3 +367,11 @@ def test_refused_districts_and_stripped_codes() -> None:
     assert [(p.row, p.column) for p in problems] == [(2, "district_code")]
     assert [(w.row, w.value) for w in problems.warnings] == [(3, MISTYPED)]  # as stored
     assert "GB 11714" in problems.warnings[0].expected
+
+
+def test_codes_matched_against_an_empty_list_are_all_absent() -> None:
+    """A district whose every institution is closed leaves nothing to match findings to."""
+    from scoring.uscc_columns import positions
+
+    assert positions(["52120111MJ0627485A", "short"], []).tolist() == [-1, -1]
+    assert positions([], []).tolist() == []
