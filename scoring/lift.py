@@ -26,7 +26,7 @@ from scoring.rules import Band
 MAX_SETS = 10
 """Sets listed at most (all of the smallest size are counted)."""
 
-MAX_TRIES = 20_000
+MAX_TRIES = 2_000
 """Combinations tried at most before the search settles for a set it can prove suffices."""
 
 

@@ -252,3 +252,20 @@ def test_a_correction_by_another_process_is_seen_by_the_next_lookup(
     assert after["snapshot"]["revision"] == correction.revision > before["snapshot"]["revision"]
     assert after["snapshot"]["content_hash"] == correction.content_hash
     assert http.get(lookup).json()["snapshot"]["revision"] == correction.revision
+
+
+def test_rules_that_no_longer_rate_a_snapshot_give_no_lift_rather_than_an_error() -> None:
+    """A snapshot's scale removed from the configured rules: its explanation is still shown,
+    without what lifts it."""
+    from dataclasses import replace as with_fields
+    from datetime import UTC, datetime
+
+    from scoring.shipped import load_rules
+    from service.api.published import in_force
+    from service.ratings.snapshots import Snapshot
+
+    snap = Snapshot(1, 2023, 1, "published", "four", "v", "h", "d", "c",
+                    datetime(2024, 1, 1, tzinfo=UTC), "t", None, None, None, None, None, None,
+                    None)  # fmt: skip
+    assert in_force(load_rules(), snap) is not None
+    assert in_force(load_rules(), with_fields(snap, scale="seven")) is None

@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring import uscc as uscc_check
+from scoring.errors import ScoringError
 from scoring.explain import Explanation
 from scoring.lift import lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
@@ -215,15 +216,26 @@ def institution_rating(
         explained = Explanation.model_validate_json(explanation)
         # What lifts it is advice computed now, from the bands the snapshot was rated on: only
         # while the rules in force are those rules (never stored, so no hash changes).
-        force = force or rules.in_force(snap.year, snap.scale)
+        force = force or in_force(rules, snap)
+        same = force is not None and force.content_hash == snap.rules_hash
         return InstitutionRating(
             snapshot=meta,
             rating=GradeFull.of(row, risks(risk, [row])[0]),
             explanation=explained,
-            lift=lift(explained, force.bands) if force.content_hash == snap.rules_hash else None,
+            lift=lift(explained, force.bands) if force is not None and same else None,
         )
     rating = GradeFull.of(row, risks(risk, [row])[0]) if full else GradePublic.of(row)
     return InstitutionRating(snapshot=meta, rating=rating)
+
+
+def in_force(rules: RuleSet, snap: snapshots.Snapshot) -> RulesInForce | None:
+    """The rules in force for the snapshot's year and scale, or None when the configured rules
+    no longer rate it (say, its scale was removed): an explanation is then shown without what
+    lifts it, never refused."""
+    try:
+        return rules.in_force(snap.year, snap.scale)
+    except ScoringError:
+        return None
 
 
 # A whole year ------------------------------------------------------------------------------
@@ -400,7 +412,6 @@ class FastLookups:
 
     def _explained(self, entry: PublishedYear, uscc: str) -> bytes:
         """The explanation and lift members of the answer, and its closing brace."""
-        assert entry.force is not None
         stored = self.years.explanation(entry, uscc)
         explained = Explanation.model_validate_json(stored)  # what lifts it needs
         if entry.verbatim:
@@ -409,11 +420,9 @@ class FastLookups:
             written = explained.__pydantic_serializer__.to_json(explained)
             if entry.verbatim is None:  # one writer wrote every row of a snapshot, at once
                 entry.verbatim = written == stored.encode("utf-8")
-        lifted = (
-            lift(explained, entry.force.bands)
-            if entry.force.content_hash == entry.snapshot.rules_hash
-            else None
-        )
+        force = entry.force
+        same = force is not None and force.content_hash == entry.snapshot.rules_hash
+        lifted = lift(explained, force.bands) if force is not None and same else None
         return b"".join(
             [
                 b',"explanation":',
@@ -479,7 +488,7 @@ class FastLookups:
         ]
         if who is not None and who.role in EXPLAINERS:
             if entry.force is None:
-                entry.force = state.rules.in_force(snap.year, snap.scale)
+                entry.force = in_force(state.rules, snap)
             # In a thread: what lifts the grade can take a while to work out (scoring.lift),
             # and the event loop keeps answering the others meanwhile.
             parts.append(await run_in_threadpool(self._explained, entry, uscc))
