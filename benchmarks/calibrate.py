@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -71,18 +69,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _in_fresh_process(task: str, argv: list[str]) -> dict[str, Any]:
+    from benchmarks.run import in_fresh_process
+
     load = os.getloadavg()[0]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.calibrate", *argv, "--task", task],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        result = {"error": (done.stderr or done.stdout).strip()[-2000:]}
+    result = in_fresh_process("benchmarks.calibrate", *argv, "--task", task)
     return result | {"load_before": load}
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.run import OUT, ROOT, _generate, machine
+from benchmarks.run import OUT, ROOT, _generate, in_fresh_process, machine, mark
 
 TARGETS = {"parquet": 2.0, "csv": 3.0, "peak_gib": 2.5}
 
@@ -48,18 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure(label: str, **spec: Any) -> dict[str, Any]:
         console.print(f"[dim]measuring {label} …[/dim]")
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.measure", json.dumps(spec | {"data": str(data)})],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        try:
-            result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            result = {"error": (out.stderr or out.stdout).strip()[-2000:]}
-        return result
+        return in_fresh_process("benchmarks.measure", json.dumps(spec | {"data": str(data)}))
 
     results: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.cli_scale", *(argv or sys.argv[1:])]),
@@ -221,12 +210,6 @@ def _summarise(results: dict[str, Any]) -> None:
         run["meets"] = {"ratio": run["ratio"] <= limit, "peak_gib": run["peak_gib"] < 2.5}
 
 
-def _mark(ok: bool | None, text: str) -> str:
-    if ok is None:
-        return text
-    return f"[green]{text}[/green]" if ok else f"[red]{text}[/red]"
-
-
 def report(results: dict[str, Any], console: Console) -> None:
     m, engine = results["machine"], results["engine"]
     console.print(
@@ -258,12 +241,12 @@ def report(results: dict[str, Any], console: Console) -> None:
             key.replace("->", " → "),
             f"{run['wall_s']:.2f}",
             f"{run['work_s']:.2f}",
-            _mark(meets.get("ratio"), f"{run['ratio']:.2f}×"),
+            mark(meets.get("ratio"), f"{run['ratio']:.2f}×"),
             f"≤ {limit:g}×",
             f"{run['ratio_whole']:.2f}×",
             f"{run['cpu_s']:.2f}",
             f"{run['cpu_ratio']:.2f}×",
-            _mark(meets.get("peak_gib"), f"{run['peak_gib']:.2f}"),
+            mark(meets.get("peak_gib"), f"{run['peak_gib']:.2f}"),
             f"{run['bytes'] / 1e6:.0f}",
             f"{run['load_before']:.1f}",
         )

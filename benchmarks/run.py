@@ -56,17 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     def measure(label: str, **spec: Any) -> dict[str, Any]:
         console.print(f"[dim]measuring {label} …[/dim]")
         load = os.getloadavg()[0]
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.measure", json.dumps(spec | {"data": str(data)})],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        try:
-            result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            result = {"error": (out.stderr or out.stdout).strip()[-2000:]}
+        result = in_fresh_process("benchmarks.measure", json.dumps(spec | {"data": str(data)}))
         return result | {"load_before": load}
 
     results: dict[str, Any] = {
@@ -158,6 +148,23 @@ def _generate(data: Path, args: argparse.Namespace, measure: Any) -> dict[str, A
     if "error" in result:
         raise SystemExit(f"generation failed: {result['error']}")
     stamp.write_text(json.dumps(meta))
+    return result
+
+
+def in_fresh_process(module: str, *args: str) -> dict[str, Any]:
+    """`python -m module args…` in a process of its own (its peak memory its own), and the one
+    JSON object it prints last; `{"error": …}` with the end of its output when there is none."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        result = {"error": (done.stderr or done.stdout).strip()[-2000:]}
     return result
 
 
