@@ -9,53 +9,27 @@ stdout, so a script that pipes the output never mistakes half a result for a who
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
-import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
 from typer import rich_utils
+from typer.core import TyperGroup
 from typer.models import CommandFunctionType
 
-from scoring.engine import rate as rate_district
 from scoring.errors import ScoringError
-from scoring.explain import explain as explain_one
 from scoring.i18n import _
-from scoring.input_files import read_inputs
-from scoring.lift import lift
-from scoring.shipped import (
-    RULES_DIR,
-    SAMPLE_FINDINGS,
-    SAMPLE_INSPECTIONS,
-    SAMPLE_INSTITUTIONS,
-    load_rules,
-)
-from scoring.standing import marked, standing
-from service.api import keys
-from service.api.keys import Role
-from service.api.schemas import EvaluateResponse
-from service.cli import bulk, context, render
-from service.cli import publish as publish_commands
-from service.cli.bulk import ENGINE_FINDING_COLUMNS
-from service.cli.calibrate import calibrate as calibrate_command
-from service.cli.compare import compare as compare_command
-from service.cli.coverage import coverage_command
-from service.cli.draw import draw as draw_command
-from service.cli.export import export as export_command
-from service.cli.objections import build as objection_commands
+from scoring.shipped import RULES_DIR, SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS
 from service.cli.options import AsOf, Findings, Format, Institutions, Rules, Scale, Year
-from service.cli.stages import steps
-from service.core.database import reading, writing
 from service.core.errors import InvalidInput, NotConfigured, NotFound, ServiceError
-from service.ratings import integrity
-from service.ratings.dry_run import dry_run
-from service.ratings.risk import load_risk
-from service.records import storage
-from service.records.importing import import_files
-from service.sharing import delivery, outbox
+
+if TYPE_CHECKING:
+    from typer import _click as click  # the Click Typer builds its commands with
+
+    from service.api.keys import Role
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +37,8 @@ R = TypeVar("R")
 
 def fail(message: str) -> NoReturn:
     """End the command: `message` on stderr (as plain text, never markup), exit status 1."""
+    from service.cli import render
+
     render.console(stderr=True).print(_("error: {message}").format(message=message), markup=False)
     raise typer.Exit(1)
 
@@ -76,7 +52,9 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (ScoringError, ServiceError) as exc:
             fail(str(exc))
-        except SQLAlchemyError as exc:
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
             cause = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
             fail(
                 _("the database refused or could not be reached: {cause}").format(
@@ -85,6 +63,13 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             )
 
     return wrapper
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """Whether `exc` is SQLAlchemy's: only a command that imported SQLAlchemy can raise one, so
+    a command that never did (`rate`) does not import it just to catch nothing."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 # Typer's own words in the language of the help (Click's "Usage:" and its text for --help
@@ -112,7 +97,154 @@ class _Commands(typer.Typer):
         return decorate
 
 
+def _command(name: str, help: str, module: str, function: str) -> Callable[[], click.Command]:
+    """Loads command `name` from `function` of `module` when it is first asked for."""
+
+    def load() -> click.Command:
+        from importlib import import_module
+
+        from typer.main import get_command_from_info
+
+        one = _Commands()
+        one.command(name, help=help)(getattr(import_module(module), function))
+        return get_command_from_info(
+            one.registered_commands[0],
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+
+    return load
+
+
+def _objection() -> click.Command:
+    from typer.main import get_group
+
+    from service.cli.objections import build
+
+    group = get_group(build(_Commands))
+    group.name = "objection"
+    return group
+
+
+def _keys() -> click.Command:
+    global Role  # what `keys create` is annotated with, resolved as its command is built
+    from typer.main import get_group
+
+    from service.api.keys import Role
+
+    group = get_group(keys_app)
+    group.name = "keys"
+    return group
+
+
+_LAZY: dict[str, Callable[[], click.Command]] = {
+    "calibrate": _command(
+        "calibrate",
+        _(
+            "Calibrate the score against serious outcomes the next year: metrics on the held-out "
+            "year, proposed points and grade cut-offs; with --out, a candidate rule set."
+        ),
+        "service.cli.calibrate",
+        "calibrate",
+    ),
+    "compare": _command(
+        "compare",
+        _(
+            "Rate YEAR under the rules in force and under a candidate rule set, and list who "
+            "would change grade (the sample district when no files are given). Nothing is stored."
+        ),
+        "service.cli.compare",
+        "compare",
+    ),
+    "compute": _command(
+        "compute",
+        _("Compute YEAR's draft from the stored institutions and findings (nothing is published)."),
+        "service.cli.publish",
+        "compute",
+    ),
+    "publish": _command(
+        "publish",
+        _(
+            "Publish YEAR's draft as the official result (a second publication is a correction): "
+            "signed, chained, queued for the city platform, and open to objections for the "
+            "publicity period."
+        ),
+        "service.cli.publish",
+        "publish",
+    ),
+    "export": _command(
+        "export",
+        _(
+            "Export YEAR's published result (or --revision N) for supervisors: an Excel workbook "
+            "(summary, points kept per indicator, findings that cost points) or CSV (UTF-8 with "
+            "BOM)."
+        ),
+        "service.cli.export",
+        "export",
+    ),
+    "coverage": _command(
+        "coverage",
+        _(
+            "YEAR's inspection coverage: tasks, institutions covered, with findings, ordered to "
+            "rectify, penalties, and those not covered (the sample district when no files are "
+            "given)."
+        ),
+        "service.cli.coverage",
+        "coverage_command",
+    ),
+    "draw": _command(
+        "draw",
+        _(
+            "Draw COUNT institutions from YEAR's published grades, weighted by grade (closed ones "
+            "never), store the record and print it (docs/draws.md: how anyone reruns it)."
+        ),
+        "service.cli.draw",
+        "draw",
+    ),
+    "objection": _objection,
+    "keys": _keys,
+}
+"""Commands whose modules import the service (SQLAlchemy, FastAPI, scikit-learn): imported
+only when the command is run or listed, so that `rate` starts with the engine's imports."""
+
+_ORDER = (
+    "rate",
+    "explain",
+    "import",
+    "verify",
+    "evaluate",
+    "calibrate",
+    "compare",
+    "compute",
+    "publish",
+    "export",
+    "coverage",
+    "draw",
+    "serve",
+    "share",
+    "objection",
+    "keys",
+)
+"""The commands in the order `credit-rating --help` lists them."""
+
+
+class _LazyGroup(TyperGroup):
+    """The command group, loading each command of `_LAZY` when first asked for."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            self.add_command(_LAZY[cmd_name](), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for name in _LAZY:
+            self.get_command(ctx, name)
+        known = super().list_commands(ctx)
+        return [n for n in _ORDER if n in known] + [n for n in known if n not in _ORDER]
+
+
 app = _Commands(
+    cls=_LazyGroup,
     help=_("Credit ratings of subject-type training institutions (学科类校外培训机构信用评价)."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -130,16 +262,27 @@ def rate(
     scale: Scale = None,
     format: Annotated[Format, typer.Option("--format", help=_("Output format."))] = Format.table,
 ) -> None:
+    # Imported here: only what rating from files needs (no database, web or calibration).
+    from rich.console import Console
+
+    from scoring.engine import rate as rate_district
+    from scoring.input_files import read_inputs
+    from scoring.shipped import load_rules
+    from scoring.standing import marked, standing
+    from service.cli import bulk
+    from service.cli.stages import steps
+
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
-    with steps(render.console(stderr=True)) as shown:  # on a terminal only
+    progress = Console(stderr=True, markup=False, emoji=False, highlight=False)
+    with steps(progress) as shown:  # on a terminal only
         files = f"{institutions.name}, {findings.name}"
         shown.step(_("reading and checking {files}").format(files=files))
         inst, found = read_inputs(institutions, findings, rules=ruleset)
         shown.step(_("rating {count:,} institutions").format(count=len(inst)))
         # Only what the engine reads: the findings of closed institutions are left out of a
         # copy of five columns, not nine (ten million ids, references and notes).
-        split = standing(inst, found[list(ENGINE_FINDING_COLUMNS)], checked=True)
+        split = standing(inst, found[list(bulk.ENGINE_FINDING_COLUMNS)], checked=True)
         del inst, found
         rating = marked(rate_district(split.rated, split.findings, force), split)
         del split
@@ -147,6 +290,8 @@ def rate(
             shown.step(_("writing {format}").format(format=format.value), total=len(rating))
             if bulk.write(rating, force, format.value, shown.advance):
                 return
+    from service.cli import render
+
     if format is Format.json:
         print(render.as_json(rating, force))
     elif format is Format.csv:
@@ -169,6 +314,13 @@ def explain(
         Format, typer.Option("--format", help=_("table (text) or json."))
     ] = Format.table,
 ) -> None:
+    from scoring.explain import explain as explain_one
+    from scoring.input_files import read_inputs
+    from scoring.lift import lift
+    from scoring.shipped import load_rules
+    from scoring.standing import standing
+    from service.cli import render
+
     ruleset = load_rules(rules)
     force = ruleset.in_force(year, scale)
     inst, found = read_inputs(institutions, findings, rules=ruleset)
@@ -197,6 +349,10 @@ def import_(
     paths: Annotated[list[Path], typer.Argument(help=_("Institution and/or finding files."))],
     by: Annotated[str, typer.Option(help=_("Who records this import."))] = "cli",
 ) -> None:
+    from scoring.shipped import load_rules
+    from service.cli import context, render
+    from service.records.importing import import_files
+
     settings = context.settings()
     engine = context.engine(settings)
     summary = import_files(engine, paths, rules=load_rules(settings.rules_dir), by=by)
@@ -246,6 +402,10 @@ def verify(
         ),
     ] = None,
 ) -> None:
+    from service.cli import context
+    from service.core.database import reading
+    from service.ratings import integrity
+
     settings = context.settings()
     keys_given = [integrity.load_public_key(path) for path in public_key or []]
     if settings.signing_key is not None:
@@ -291,6 +451,12 @@ def evaluate(
         Format, typer.Option("--format", help=_("table (text) or json."))
     ] = Format.table,
 ) -> None:
+    from scoring.shipped import load_rules
+    from service.api.schemas import EvaluateResponse
+    from service.cli import context, render
+    from service.core.database import reading
+    from service.ratings.dry_run import dry_run
+
     settings = context.settings()
     force = load_rules(rules or settings.rules_dir).in_force(
         year, scale or settings.scale, as_of=as_of.date() if as_of else None
@@ -303,63 +469,10 @@ def evaluate(
         print(EvaluateResponse.of(result).model_dump_json(indent=2))
 
 
-app.command(
-    "calibrate",
-    help=_(
-        "Calibrate the score against serious outcomes the next year: metrics on the held-out "
-        "year, proposed points and grade cut-offs; with --out, a candidate rule set."
-    ),
-)(calibrate_command)
-app.command(
-    "compare",
-    help=_(
-        "Rate YEAR under the rules in force and under a candidate rule set, and list who would "
-        "change grade (the sample district when no files are given). Nothing is stored."
-    ),
-)(compare_command)
-app.command(
-    "compute",
-    help=_(
-        "Compute YEAR's draft from the stored institutions and findings (nothing is published)."
-    ),
-)(publish_commands.compute)
-app.command(
-    "publish",
-    help=_(
-        "Publish YEAR's draft as the official result (a second publication is a correction): "
-        "signed, chained, queued for the city platform, and open to objections for the publicity "
-        "period."
-    ),
-)(publish_commands.publish)
-app.command(
-    "export",
-    help=_(
-        "Export YEAR's published result (or --revision N) for supervisors: an Excel workbook "
-        "(summary, points kept per indicator, findings that cost points) or CSV (UTF-8 with BOM)."
-    ),
-)(export_command)
-app.command(
-    "coverage",
-    help=_(
-        "YEAR's inspection coverage: tasks, institutions covered, with findings, ordered to "
-        "rectify, penalties, and those not covered (the sample district when no files are given)."
-    ),
-)(coverage_command)
-app.command(
-    "draw",
-    help=_(
-        "Draw COUNT institutions from YEAR's published grades, weighted by grade (closed ones "
-        "never), store the record and print it (docs/draws.md: how anyone reruns it)."
-    ),
-)(draw_command)
-app.add_typer(objection_commands(_Commands), name="objection")
-
-
 keys_app = _Commands(
     help=_("API keys: create (shown once), list, revoke; and the key that signs publications."),
     no_args_is_help=True,
 )
-app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command(
@@ -377,6 +490,9 @@ def keys_signing(
         ),
     ] = None,
 ) -> None:
+    from service.cli import context
+    from service.ratings import integrity
+
     target = path or context.settings().signing_key
     if target is None:
         raise NotConfigured(_("give --path, or set CREDIT_SIGNING_KEY to where the key goes"))
@@ -398,6 +514,10 @@ def keys_create(
     role: Annotated[Role, typer.Option(help=_("supervisor, sharing or analyst."))],
     name: Annotated[str, typer.Option(help=_("Who or what holds the key."))],
 ) -> None:
+    from service.api import keys
+    from service.cli import context
+    from service.core.database import writing
+
     with writing(context.engine(context.settings())) as conn:
         print(keys.create(conn, role=role, name=name))
 
@@ -407,6 +527,10 @@ def keys_create(
     help=_("List keys (id, name, role, prefix, created, revoked), never the keys themselves."),
 )
 def keys_list() -> None:
+    from service.api import keys
+    from service.cli import context
+    from service.core.database import reading
+
     with reading(context.engine(context.settings())) as conn:
         for k in keys.listing(conn):
             revoked = (
@@ -421,6 +545,10 @@ def keys_list() -> None:
 def keys_revoke(
     key_id: Annotated[int, typer.Argument(help=_("The key's id (see keys list)."))],
 ) -> None:
+    from service.api import keys
+    from service.cli import context
+    from service.core.database import writing
+
     with writing(context.engine(context.settings())) as conn:
         if not keys.revoke(conn, key_id=key_id):
             raise NotFound(_("no active key with id {id}").format(id=key_id))
@@ -436,6 +564,17 @@ def serve(
         bool, typer.Option(help=_("Local use: load the sample district, print a supervisor key."))
     ] = False,
 ) -> None:
+    import uvicorn
+
+    from scoring.shipped import SAMPLE_INSPECTIONS, load_rules
+    from service.api import keys
+    from service.api.keys import Role
+    from service.cli import context
+    from service.core.database import reading, writing
+    from service.ratings.risk import load_risk
+    from service.records import storage
+    from service.records.importing import import_files
+
     settings = context.settings()
     if settings.calibration_dir is not None:  # refused here as `error: …`, not in a traceback
         load_risk(settings.calibration_dir, load_rules(settings.rules_dir))
@@ -490,6 +629,10 @@ def share(
         str | None, typer.Option("--retry", metavar="BATCH", help=_("Re-queue a dead batch."))
     ] = None,
 ) -> None:
+    from service.cli import context, render
+    from service.core.database import reading, writing
+    from service.sharing import delivery, outbox
+
     settings = context.settings()
     engine = context.engine(settings)
     if retry is not None:
