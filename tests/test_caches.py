@@ -9,6 +9,7 @@ a correction, a revoked key, another key and a failure are each seen by the very
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import app as app_module
 from service.api import keys
 from service.api.app import create_app
 from service.api.caches import memory, responses
@@ -300,6 +302,64 @@ def test_when_postgresql_cannot_be_asked_nothing_comes_from_memory(
     asyncio.run(check())
 
 
+def test_postgresql_readings_are_shared_but_none_begun_before_its_request(
+    postgres_admin: str,
+) -> None:
+    """Requests that ask while a reading is in flight share the next one, which begins after
+    they all asked: a commit completed before a request asked is seen by it, always."""
+    url = create_database(postgres_admin)
+
+    async def check() -> None:
+        cache = ReadCache(url)
+        original = cache._read_postgres_version
+        begun: list[int] = []
+        release = asyncio.Event()
+
+        async def held(url: str) -> tuple[int, str] | None:
+            begun.append(len(begun))
+            version = await original(url)  # read now, answered only when released
+            await release.wait()
+            return version
+
+        cache._read_postgres_version = held  # type: ignore[method-assign]
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("CREATE TABLE t (n int)")
+            release.set()
+            before = await cache.generation()
+            assert before is not None and begun == [0]
+            release.clear()
+            first = asyncio.create_task(cache.generation())
+            await asyncio.sleep(0.2)  # its reading is done, not yet answered: in flight
+            assert begun == [0, 1]
+            other.execute("INSERT INTO t VALUES (1)")  # committed before the next ones ask
+            later = [asyncio.create_task(cache.generation()) for _ in range(20)]
+            await asyncio.sleep(0.05)
+            assert begun == [0, 1]  # they wait for the reading in flight to end first
+            release.set()
+            assert await first == before  # begun before the commit
+            answers = await asyncio.gather(*later)
+            assert begun == [0, 1, 2]  # one reading for the twenty
+            assert all(answer == answers[0] != before for answer in answers)
+        await cache.close()
+
+    asyncio.run(check())
+
+
+def test_a_reading_in_flight_survives_a_request_given_up(postgres_admin: str) -> None:
+    url = create_database(postgres_admin)
+
+    async def check() -> None:
+        cache = ReadCache(url)
+        asked = [asyncio.create_task(cache.generation()) for _ in range(3)]
+        await asyncio.sleep(0)
+        asked[0].cancel()  # its client went away
+        assert (await asyncio.gather(*asked[1:]))[0] is not None
+        assert await cache.generation() is not None
+        await cache.close()
+
+    asyncio.run(check())
+
+
 # --- the real service --------------------------------------------------------------------------
 
 YEAR = 2022
@@ -377,6 +437,32 @@ def test_each_caller_gets_the_answer_for_its_own_key(
         shared = http.get(lookup, headers=live.as_("sharing")).json()
         assert shared["explanation"] is None and "points" in shared["rating"]
         assert http.get(lookup, headers={"X-API-Key": "cr_not-a-key"}).status_code == 401
+
+
+def test_answers_kept_give_the_garbage_collector_nothing_to_walk(counting: Counting) -> None:
+    """Thousands of answers are kept under load: were each a few dicts and lists, a full
+    collection would walk them all, a pause for every request under way."""
+    for name in ("a", "b"):
+        counting.client.get(f"/v1/kept/{name}", headers={"X-API-Key": "k"})
+    kept = list(counting.cache._entries.values())
+    assert kept
+    gc.collect()  # tuples of untracked values are untracked by a collection that sees them
+    assert not any(gc.is_tracked(entry) for entry in kept)
+    again = counting.client.get("/v1/kept/a", headers={"X-API-Key": "k"})
+    assert again.json()["call"] == 1 and again.headers.get_list("x-added") == ["1"]
+
+
+def test_the_first_app_to_start_freezes_what_lives_as_long_as_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen: list[int] = []
+    monkeypatch.setattr(app_module, "_SETTLED", False)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_count()[0]))
+    for name in ("one", "two"):
+        app = create_app(Settings(database_url=f"sqlite:///{tmp_path / name}.db"))
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+    assert len(frozen) == 1
 
 
 def test_answers_from_memory_are_counted_and_timed(http: httpx.Client, published: str) -> None:

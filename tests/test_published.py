@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -252,6 +255,39 @@ def test_a_correction_by_another_process_is_seen_by_the_next_lookup(
     assert after["snapshot"]["revision"] == correction.revision > before["snapshot"]["revision"]
     assert after["snapshot"]["content_hash"] == correction.content_hash
     assert http.get(lookup).json()["snapshot"]["revision"] == correction.revision
+
+
+def test_under_load_every_lookup_sent_after_a_correction_sees_it(
+    live: Live, year: snapshots.Snapshot
+) -> None:
+    """Lookups from many clients at once, answered from memory while the commit check's
+    readings are shared: every one sent after the correction was committed shows it."""
+    codes = [r["uscc"] for r in httpx.get(f"{live.base}/v1/ratings/{YEAR}").json()["institutions"]]
+    seen: list[tuple[float, int]] = []  # (when sent, the revision answered)
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=live.base, timeout=60) as http:
+            i = number
+            while not stop.is_set():
+                sent = time.monotonic()
+                answer = http.get(f"/v1/ratings/{YEAR}/{codes[i % len(codes)]}")
+                assert answer.status_code == 200
+                seen.append((sent, answer.json()["snapshot"]["revision"]))
+                i += 1
+
+    with ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(client, n) for n in range(8)]
+        time.sleep(0.5)
+        correction = _compute_and_publish(live.engine, reason="复核更正")
+        committed = time.monotonic()
+        time.sleep(0.5)
+        stop.set()
+        for done in running:
+            done.result()
+    after = [revision for sent, revision in seen if sent > committed]
+    assert len(after) > 10 and any(sent < committed for sent, _ in seen)
+    assert set(after) == {correction.revision}
 
 
 def test_rules_that_no_longer_rate_a_snapshot_give_no_lift_rather_than_an_error() -> None:

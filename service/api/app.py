@@ -6,6 +6,7 @@ processes each build their own app from the same environment.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,22 @@ class Metrics:
             REQUESTS.labels(scope["method"], route, str(status)).inc()
 
 
+_SETTLED = False
+
+
+def settled() -> None:
+    """Once per process, when the first app has started: what is alive by then (the modules,
+    the rules, the app: hundreds of thousands of objects that live as long as the process) is
+    moved out of the garbage collector's sight (`gc.freeze`). Each full collection would
+    otherwise walk all of it, a pause of 0.1-0.2 s for every request under way; now it walks
+    only what was made since."""
+    global _SETTLED
+    if not _SETTLED:
+        _SETTLED = True
+        gc.collect()  # nothing that is garbage already is frozen
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
@@ -94,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade(engine)
+        settled()
         yield
         await cache.close()
         published.close()

@@ -10,7 +10,8 @@ request, as without the cache.
 - SQLite: `PRAGMA data_version` on a connection of its own: microseconds, no lock; it changes
   when any other connection commits.
 - PostgreSQL: `pg_current_snapshot()` on an asynchronous connection of its own (one round trip
-  on the event loop, no thread). The snapshot is `xmin:xmax:xip_list`; a transaction that
+  on the event loop, no thread), shared by the requests that ask meanwhile (below). The
+  snapshot is `xmin:xmax:xip_list`; a transaction that
   writes is given an id, which is in `xip_list` until it ends or, given later, raises `xmax`
   when it ends, so no write can commit between two readings without changing the text.
   (Transactions of other databases of the same server change it too: that only drops answers
@@ -19,13 +20,19 @@ request, as without the cache.
   there, as when the server cannot be asked within `CHECK_TIMEOUT_S`, nothing is kept or
   served from memory.
 
-Used from the event loop's thread only; a lock keeps PostgreSQL's readings in order on the one
-connection.
+Readings of PostgreSQL are shared: one is in flight at a time, and every request that asks
+while it is waits for the next one, which begins after they all asked and is then the answer of
+them all. So a request is only ever answered with a reading begun after it asked (a commit
+completed before it arrived is always seen), and under load a round trip serves a whole batch of
+requests instead of each waiting its turn on the one connection.
+
+Used from the event loop's thread only (one loop: a connection and the readings belong to it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Hashable
@@ -42,6 +49,7 @@ RECONNECT_AFTER_S = 1.0
 CHECK_TIMEOUT_S = 1.0
 """How long a request waits for PostgreSQL's answer (connecting included) before going uncached."""
 CHECK = "SELECT pg_current_snapshot()::text, pg_is_in_recovery()"
+LOG = logging.getLogger(__name__)
 
 
 class ReadCache:
@@ -50,7 +58,8 @@ class ReadCache:
         self._postgres_url: str | None = None
         self._postgres: psycopg.AsyncConnection[Any] | None = None
         self._postgres_failed_at = float("-inf")
-        self._postgres_lock = asyncio.Lock()  # one connection, and versions read in order
+        self._next: asyncio.Future[Hashable | None] | None = None  # asked for, not yet begun
+        self._reader: asyncio.Task[None] | None = None  # the one reading in flight, and those after
         self._connections = 0  # numbers each connection's series of versions
         path = database_url.removeprefix("sqlite:///")
         if database_url.startswith("sqlite:///") and path and path != ":memory:":
@@ -64,22 +73,51 @@ class ReadCache:
         self._bytes = 0
 
     async def generation(self) -> Hashable | None:
-        """The data version, after dropping every entry if it changed; None: keep nothing."""
-        version = await self._read_version()
-        if version != self._version:  # to None too; while None, nothing is ever kept
-            self._drop()
-        self._version = version
-        return version
-
-    async def _read_version(self) -> Hashable | None:
+        """The data version, read after this call began (every entry dropped if it changed);
+        None: keep nothing."""
         if self._sqlite is not None:
             # fetchall, not fetchone: the statement must finish, or it holds a read transaction
             version: int = self._sqlite.execute("PRAGMA data_version").fetchall()[0][0]
+            self._seen(version)
             return version
         if self._postgres_url is None:
+            self._seen(None)
             return None
-        async with self._postgres_lock:
-            return await self._read_postgres_version(self._postgres_url)
+        if self._next is None:  # the first to ask since the last reading began
+            self._next = asyncio.get_running_loop().create_future()
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read_in_turn(self._postgres_url))
+        # Shielded: a request given up (its client gone) does not cancel the others' reading.
+        return await asyncio.shield(self._next)
+
+    def _seen(self, version: Hashable | None) -> None:
+        """A reading's answer, in the order read: a new version drops everything kept."""
+        if version != self._version:  # to None too; while None, nothing is ever kept
+            self._drop()
+        self._version = version
+
+    async def _read_in_turn(self, url: str) -> None:
+        """Readings of PostgreSQL, one at a time, while anyone waits for one: each answers
+        those who asked before it began (`_next` is taken, and a new one started by whoever asks
+        next, only at that moment)."""
+        while self._next is not None:
+            waiting, self._next = self._next, None
+            try:
+                version = await self._read_postgres_version(url)
+            except asyncio.CancelledError:  # the service stops: no answer from memory
+                for future in (waiting, self._next):
+                    if future is not None and not future.done():
+                        future.set_result(None)
+                self._next = None
+                raise
+            except Exception:  # not a database error: nothing from memory, and said in the log
+                LOG.exception("the commit check failed")
+                self._postgres_failed_at = time.monotonic()
+                await self._close_postgres()
+                version = None
+            self._seen(version)
+            if not waiting.done():
+                waiting.set_result(version)
 
     async def _read_postgres_version(self, url: str) -> tuple[int, str] | None:
         failed_lately = time.monotonic() - self._postgres_failed_at < RECONNECT_AFTER_S
@@ -122,6 +160,11 @@ class ReadCache:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await reader
         await self._close_postgres()
 
     async def _close_postgres(self) -> None:

@@ -70,6 +70,8 @@ class ResponseCache:
     def __init__(self, app: ASGIApp, cache: ReadCache) -> None:
         self.app = app
         self.cache = cache
+        self._routes: list[Any] = []  # the routes of the answers kept, each once
+        self._numbers: dict[int, int] = {}  # id(route): its place in _routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(API):
@@ -83,12 +85,11 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         entry = _digest(path, query, [v for name, v in scope["headers"] if name == API_KEY])
-        hit: tuple[Any, Message, Message] | None = self.cache.get(entry)
+        hit: Kept | None = self.cache.get(entry)
         if hit is not None:
-            route, start, body = hit
-            scope["route"] = route  # as routing would have set it (for the metrics)
-            await send(_copy(start))
-            await send(_copy(body))
+            scope["route"] = self._routes[hit[0]]  # as routing would have set it (for the metrics)
+            for message in _sent(hit):
+                await send(message)
             return
 
         sent: list[Message] = []
@@ -107,7 +108,45 @@ class ResponseCache:
         ):
             start, body = sent
             size = OVERHEAD + len(body.get("body", b""))
-            self.cache.put(generation, entry, (scope.get("route"), start, body), size=size)
+            kept = _kept(self._number(scope.get("route")), start, body)
+            if kept is not None:
+                self.cache.put(generation, entry, kept, size=size)
+
+    def _number(self, route: Any) -> int:
+        number = self._numbers.get(id(route))
+        if number is None:
+            number = self._numbers[id(route)] = len(self._routes)
+            self._routes.append(route)  # kept alive here: its id is never another's
+        return number
+
+
+Kept = tuple[Any, ...]
+"""An answer kept, flat: its route's number, status and body, then each header's name and value.
+Nothing in it is a container but the tuple itself, so the garbage collector stops looking at it
+at its first collection: thousands of answers kept add nothing to its pauses."""
+START_KEYS = frozenset(("type", "status", "headers"))
+BODY_KEYS = frozenset(("type", "body", "more_body"))
+
+
+def _kept(number: int, start: Message, body: Message) -> Kept | None:
+    """`start` and `body` flattened; None when they say more than status, headers and body."""
+    if not START_KEYS.issuperset(start) or not BODY_KEYS.issuperset(body):
+        return None
+    flat: list[Any] = [number, start["status"], bytes(body.get("body", b""))]
+    for name, value in start.get("headers", ()):
+        flat += (bytes(name), bytes(value))
+    return tuple(flat)
+
+
+def _sent(kept: Kept) -> tuple[Message, Message]:
+    """The start and body messages of an answer kept, made anew (outer middleware may add to
+    the headers list)."""
+    _, status, body, *flat = kept
+    headers = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )
 
 
 def _keepable(scope: Scope, start: Message) -> bool:
