@@ -30,7 +30,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -48,7 +48,7 @@ from openpyxl.xml.constants import SHEET_MAIN_NS
 
 from scoring.errors import InputError, Problem
 from scoring.i18n import N_, _
-from scoring.inputs import validate
+from scoring.inputs import Raw, RawColumns, validate
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
@@ -92,10 +92,36 @@ def read_table(
 
 
 def read_inputs(
-    institutions_path: Path, findings_path: Path, *, rules: RuleSet
+    institutions_path: Path,
+    findings_path: Path,
+    *,
+    rules: RuleSet,
+    keep: tuple[Collection[str] | None, Collection[str] | None] = (None, None),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and check both input files: normalised frames, or one InputError with every
-    problem of both files (reading and content alike)."""
+    problem of both files (reading and content alike).
+
+    `keep` names the columns of the institutions and of the findings to return (None: all).
+    A Parquet file is then read a column at a time, as each is checked, and only the columns
+    kept are held (a city's findings: a third of the memory of reading every column at once);
+    should a column fail to read, both files are read and checked again the usual way, so
+    that the failure is reported as any unreadable file is.
+    """
+    if keep != (None, None):
+        try:
+            institutions, institution_problems = read_columns(institutions_path)
+            findings, finding_problems = read_columns(findings_path)
+            return validate(
+                institutions,
+                findings,
+                rules=rules,
+                institutions_file=str(institutions_path),
+                findings_file=str(findings_path),
+                reading=(institution_problems, finding_problems),
+                keep=keep,
+            )
+        except (pa.ArrowException, OSError):
+            pass
     institutions, institution_problems = read_raw(institutions_path)
     findings, finding_problems = read_raw(findings_path)
     return validate(
@@ -105,7 +131,45 @@ def read_inputs(
         institutions_file=str(institutions_path),
         findings_file=str(findings_path),
         reading=(institution_problems, finding_problems),
+        keep=keep,
     )
+
+
+def read_columns(path: Path) -> tuple[Raw | None, ProblemList]:
+    """`read_raw(path)`, but a Parquet file of flat, uniquely named columns (and no stored
+    pandas index) as `RawColumns`: each column read when it is checked.
+
+    Only for the command line's own files (no `max_decoded_bytes` limit): a column that cannot
+    be read raises `pa.ArrowException` when it is asked for (`read_inputs` then reads again).
+    """
+    if path.suffix.lower() != ".parquet" or DEFAULT_LIMITS.max_decoded_bytes is not None:
+        return read_raw(path)
+    try:
+        schema = pq.read_schema(path)
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowException, ValueError, OSError):
+        return read_raw(path)  # says why, as for any file that cannot be read
+    stored = (schema.pandas_metadata or {}).get("index_columns", [])
+    names = schema.names
+    if (
+        len(set(names)) < len(names)
+        or any(not isinstance(index, dict) for index in stored)
+        or any(pa.types.is_nested(field.type) for field in schema)
+        or handle.metadata.num_columns > DEFAULT_LIMITS.max_columns
+        or (
+            DEFAULT_LIMITS.max_rows is not None
+            and handle.metadata.num_rows > DEFAULT_LIMITS.max_rows
+        )
+    ):
+        return read_raw(path)
+
+    def read(position: int) -> pd.Series:
+        table = handle.read(columns=[names[position]], use_pandas_metadata=True)
+        frame = table.to_pandas(date_as_object=False)
+        return frame.iloc[:, 0].reset_index(drop=True)
+
+    rows = np.arange(1, handle.metadata.num_rows + 1)
+    return RawColumns(names, rows, read), ProblemList()
 
 
 def read_raw(path: Path, limits: ReadLimits = DEFAULT_LIMITS, *, name: str | None = None) -> Read:

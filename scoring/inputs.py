@@ -195,6 +195,45 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 
+class RawColumns:
+    """A raw table whose columns are read one at a time, as each is checked.
+
+    A city's findings file holds nine columns of ten million cells; read whole, they are held
+    together with every check's temporaries (gigabytes). Here `read(position)` makes one
+    column when it is checked, and `release` forgets it once checked, so only the columns a
+    caller keeps (`validate`'s `keep`) outlive their check. Otherwise like the raw frame it
+    stands for: `columns` the header as written, `index` the row numbers, `len` the rows.
+    """
+
+    def __init__(
+        self, columns: Iterable[str], rows: IntArray, read: Callable[[int], pd.Series]
+    ) -> None:
+        self.columns = pd.Index(list(columns), dtype=object)
+        self.index = rows
+        self._read = read
+        self._held: dict[int, pd.Series] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.index), len(self.columns)
+
+    def column(self, position: int) -> pd.Series:
+        """The column at `position` (read once, held until released), with a RangeIndex."""
+        if position not in self._held:
+            self._held[position] = self._read(position)
+        return self._held[position]
+
+    def release(self, position: int) -> None:
+        self._held.pop(position, None)
+
+
+Raw = pd.DataFrame | RawColumns
+"""A raw table: a frame, or columns read one at a time."""
+
+
 class Checked(ProblemList):
     """The problems found in one table (they refuse it), and its `warnings` (they do not).
 
@@ -225,14 +264,15 @@ def warnings_of(*groups: Iterable[Problem]) -> ProblemList:
 
 
 def validate(
-    institutions_raw: pd.DataFrame | None,
-    findings_raw: pd.DataFrame | None,
+    institutions_raw: Raw | None,
+    findings_raw: Raw | None,
     *,
     rules: RuleSet,
     institutions_file: str,
     findings_file: str,
     reading: Iterable[Iterable[Problem]] = (),
     warnings: ProblemList | None = None,
+    keep: tuple[Collection[str] | None, Collection[str] | None] = (None, None),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalised institutions and findings, or one InputError listing every problem.
 
@@ -242,19 +282,24 @@ def validate(
     raw frame is None when its file could not be read at all: the other is still checked.
     When `warnings` is given, what is worth a warning but refuses nothing (see
     `validate_institutions`) is added to it, whether or not the input has problems.
+    `keep` names the columns of the institutions and of the findings to return (None: all):
+    every column is checked all the same, and the others are let go as soon as they are.
     """
     groups = [*reading]
     known: pd.Series | None = None
     institutions = findings = None
     if institutions_raw is not None:
-        institutions, found = validate_institutions(institutions_raw, file=institutions_file)
+        institutions, found = validate_institutions(
+            institutions_raw, file=institutions_file, keep=keep[0]
+        )
         groups.append(found)
         if "uscc" in map(_contract_name, _header(institutions_raw)):
             known = institutions["uscc"]
     if findings_raw is not None:
         findings, found = validate_findings(
-            findings_raw, file=findings_file, rules=rules, known_uscc=known
+            findings_raw, file=findings_file, rules=rules, known_uscc=known, keep=keep[1]
         )
+        del known
         groups.append(found)
     if warnings is not None:
         found_warnings = warnings_of(*groups)
@@ -267,13 +312,16 @@ def validate(
     return institutions, findings
 
 
-def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame, Checked]:
+def validate_institutions(
+    raw: Raw, *, file: str, keep: Collection[str] | None = None
+) -> tuple[pd.DataFrame, Checked]:
     """The normalised institution list and the problems found in it.
 
     The frame is only meaningful when there are no problems. Its columns are
     `INSTITUTION_COLUMNS.order`, all text, with a RangeIndex. The problems' `warnings` list
     valid credit codes whose positions 3–8 differ from the row's `district_code`, or whose
     organisation code (positions 9–17) fails its GB 11714 check: worth a look, not a refusal.
+    `keep`: the columns returned (None: all of them).
     """
     table = _Table(raw, file, INSTITUTION_COLUMNS)
     codes = table.check("uscc", valid_code, _code_expected)
@@ -288,15 +336,16 @@ def validate_institutions(raw: pd.DataFrame, *, file: str) -> tuple[pd.DataFrame
         "status": _enum(table, "status", INSTITUTION_STATUSES, "institution_status"),
     }
     _warn_about_codes(table, codes, districts)
-    return pd.DataFrame(columns), table.problems()
+    return _kept(columns, keep), table.problems()
 
 
 def validate_findings(
-    raw: pd.DataFrame,
+    raw: Raw,
     *,
     file: str,
     rules: RuleSet,
     known_uscc: Collection[str] | pd.Series | pd.Index | None,
+    keep: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, Checked]:
     """The normalised findings and the problems found in them.
 
@@ -304,21 +353,33 @@ def validate_findings(
     problem, and codes in it are taken as already checked. None skips that check (only the
     check character is verified). The frame is only meaningful when there are no problems;
     its columns are `FINDING_COLUMNS.order` (`occurred_on` datetime64 at midnight, `count`
-    int64, the rest text), with a RangeIndex.
+    int64, the rest text), with a RangeIndex; `keep` names the columns returned (None: all).
+    Each column is checked in turn and let go once checked unless it is kept.
     """
     table = _Table(raw, file, FINDING_COLUMNS)
-    columns = {
-        "finding_id": _finding_ids(table),
-        "uscc": _finding_codes(table, known_uscc),
-        "indicator": _indicators(table, rules),
-        "occurred_on": _dates(table),
-        "count": _counts(table),
-        "source": _enum(table, "source", FINDING_SOURCES, "source"),
-        "reference": table.free_text("reference"),
-        "status": _enum(table, "status", FINDING_STATUSES, "finding_status"),
-        "note": table.free_text("note"),
+    checks: dict[str, Callable[[], pd.Series]] = {
+        "finding_id": lambda: _finding_ids(table),
+        "uscc": lambda: _finding_codes(table, known_uscc),
+        "indicator": lambda: _indicators(table, rules),
+        "occurred_on": lambda: _dates(table),
+        "count": lambda: _counts(table),
+        "source": lambda: _enum(table, "source", FINDING_SOURCES, "source"),
+        "reference": lambda: table.free_text("reference"),
+        "status": lambda: _enum(table, "status", FINDING_STATUSES, "finding_status"),
+        "note": lambda: table.free_text("note"),
     }
+    columns: dict[str, pd.Series] = {}
+    for name, check in checks.items():
+        column = check()
+        table.release(name)
+        if keep is None or name in keep:
+            columns[name] = column
+        del column
     return pd.DataFrame(columns), table.problems()
+
+
+def _kept(columns: Mapping[str, pd.Series], keep: Collection[str] | None) -> pd.DataFrame:
+    return pd.DataFrame({n: c for n, c in columns.items() if keep is None or n in keep})
 
 
 Check = Callable[[pd.Series], BoolArray]
@@ -330,7 +391,7 @@ Explain = Callable[[str], str]
 class _Table:
     """One raw table being checked: its columns by contract name, and the problems found."""
 
-    def __init__(self, raw: pd.DataFrame, file: str, spec: Columns) -> None:
+    def __init__(self, raw: Raw, file: str, spec: Columns) -> None:
         self.file = file
         self.spec = spec
         self.rows: IntArray = np.asarray(raw.index, dtype=np.int64)
@@ -345,17 +406,19 @@ class _Table:
         # most known names in its header are Chinese) names the columns it lacks.
         self.shown: dict[str, str] = {}
         self.chinese = False
-        self.raw = self._check_header(raw.reset_index(drop=True))
+        self._raw = raw.reset_index(drop=True) if isinstance(raw, pd.DataFrame) else raw
+        self._at = self._check_header(raw)
 
-    def _check_header(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """The raw columns under their contract names, in contract order; header problems noted.
+    def _check_header(self, raw: Raw) -> dict[str, int]:
+        """Each contract column's position in the raw table, in contract order; header problems
+        noted.
 
         Each name may be English or Chinese (`CHINESE_NAMES`), one language per header row:
         a row mixing them is one problem naming the columns of each language (and the pairs
         that name one field twice). Problems name columns as the file writes them.
         """
         if raw.shape == (0, 0):  # no rows and so no header (an empty JSON list): nothing to check
-            return raw
+            return {}
         written = _header(raw)
         known = set(self.spec.order)
         names = [_contract_name(n) if _contract_name(n) in known else n for n in written]
@@ -384,8 +447,8 @@ class _Table:
                     self.show(name), _("this required column (it is missing from the header)")
                 )
         keep = [n for n in self.spec.order if counts[n] == 1 or len(spellings.get(n, ())) > 1]
-        positions = [names.index(n) for n in keep]  # a field written in both languages: the first
-        return raw.iloc[:, positions].set_axis(keep, axis=1)
+        # a field written in both languages: the first
+        return {n: names.index(n) for n in keep}
 
     def show(self, name: str) -> str:
         """A contract column as this file names it (in the file's language when absent)."""
@@ -461,7 +524,16 @@ class _Table:
     # Columns -------------------------------------------------------------------------------
 
     def column(self, name: str) -> pd.Series | None:
-        return self.raw[name] if name in self.raw.columns else None
+        if name not in self._at:
+            return None
+        if isinstance(self._raw, RawColumns):
+            return self._raw.column(self._at[name])
+        return self._raw.iloc[:, self._at[name]].rename(name)
+
+    def release(self, name: str) -> None:
+        """Done with column `name`: a table read column by column forgets it."""
+        if isinstance(self._raw, RawColumns) and name in self._at:
+            self._raw.release(self._at[name])
 
     def default(self, name: str) -> str:
         return self.spec.optional.get(name, "")
@@ -823,7 +895,7 @@ def _fill(text: pd.Series, where: BoolArray, value: str) -> pd.Series:
     return pd.Series(pd.array(filled, dtype="str"))
 
 
-def _header(raw: pd.DataFrame) -> list[str]:
+def _header(raw: Raw) -> list[str]:
     """Column names as the contract spells them: spaces and a stray BOM around them dropped."""
     return [str(c).strip().lstrip("\ufeff").strip() for c in raw.columns]
 

@@ -39,6 +39,8 @@ from service.ratings.exports import FORMULA_STARTS
 
 ENGINE_FINDING_COLUMNS = ("uscc", "indicator", "occurred_on", "count", "status")
 """The findings' columns `scoring.engine.rate` reads."""
+RATED_COLUMNS = ("uscc", "name", "status")
+"""The institutions' columns a year's result reads (the engine's two, and the status)."""
 
 BLOCK = 100_000
 """Rows turned into text at a time: bounds the memory of the output to a block's text."""

@@ -270,6 +270,7 @@ def rate(
     from scoring.shipped import load_rules
     from scoring.standing import marked, standing
     from service.cli import bulk
+    from service.cli.bulk import ENGINE_FINDING_COLUMNS, RATED_COLUMNS
     from service.cli.stages import steps
 
     ruleset = load_rules(rules)
@@ -278,11 +279,13 @@ def rate(
     with steps(progress) as shown:  # on a terminal only
         files = f"{institutions.name}, {findings.name}"
         shown.step(_("reading and checking {files}").format(files=files))
-        inst, found = read_inputs(institutions, findings, rules=ruleset)
+        # Every column is checked; only those the rating reads are kept (the findings' ids,
+        # sources, references and notes are let go as soon as they are checked).
+        inst, found = read_inputs(
+            institutions, findings, rules=ruleset, keep=(RATED_COLUMNS, ENGINE_FINDING_COLUMNS)
+        )
         shown.step(_("rating {count:,} institutions").format(count=len(inst)))
-        # Only what the engine reads: the findings of closed institutions are left out of a
-        # copy of five columns, not nine (ten million ids, references and notes).
-        split = standing(inst, found[list(bulk.ENGINE_FINDING_COLUMNS)], checked=True)
+        split = standing(inst, found, checked=True)
         del inst, found
         rating = marked(rate_district(split.rated, split.findings, force), split)
         del split
