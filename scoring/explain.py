@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scoring.engine import dated_in, rate
 from scoring.errors import UnknownInstitution
-from scoring.hashing import canonical_json, json_sha256
+from scoring.hashing import canonical_json, sha256_hex
 from scoring.inputs import FINDING_COLUMNS, INSTITUTION_COLUMNS
 from scoring.rules import RuleSet, RulesInForce
 
@@ -97,26 +98,57 @@ def input_digest(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) 
     they are part of the record). Findings of other years are not inputs of this year, so
     adding next year's findings leaves this year's digest, and its snapshot, unchanged.
     """
-    return _digest(
+    return digest_of_lines(
         year,
-        _records(institutions, INSTITUTION_FIELDS),
-        _records(in_year(findings, year), FINDING_FIELDS),
+        record_lines(institutions, INSTITUTION_FIELDS),
+        record_lines(in_year(findings, year), FINDING_FIELDS),
     )
 
 
-def _digest(year: int, institutions: list[dict[str, Any]], findings: list[dict[str, Any]]) -> str:
-    def lines(records: list[dict[str, Any]]) -> list[str]:
-        return sorted(canonical_json(r, "ordered") for r in records)
+def digest_of_lines(year: int, institutions: list[str], findings: list[str]) -> str:
+    """sha256 of the "ordered" canonical JSON (`scoring.hashing`) of
+    `{"year": year, "institutions": lines, "findings": lines}`, the lines sorted, each a
+    record's own "ordered" JSON (`record_lines`): written directly, as a city's year takes one
+    digest per institution besides the whole."""
 
-    return json_sha256(
-        {"year": year, "institutions": lines(institutions), "findings": lines(findings)},
-        "ordered",
+    def listed(lines: list[str]) -> str:
+        return ", ".join(map(encode_basestring, sorted(lines)))
+
+    text = (
+        f'{{"year": {int(year)}, "institutions": [{listed(institutions)}], '
+        f'"findings": [{listed(findings)}]}}'
     )
+    return "sha256:" + sha256_hex(text)
+
+
+def record_lines(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
+    """Each record of `frame` (`_records`) as its "ordered" canonical JSON, column by column: a
+    column of text or whole numbers is written at once, anything else as `json` writes it."""
+    present = [f for f in fields if f in frame.columns]
+    columns = []
+    for values in _columns(frame, present):
+        kinds = set(map(type, values))
+        if kinds <= {str}:
+            columns.append(list(map(encode_basestring, values)))
+        elif kinds <= {int}:
+            columns.append(list(map(int.__repr__, values)))
+        else:  # rare (a missing value): record by record
+            return [canonical_json(r, "ordered") for r in _records(frame, present)]
+    template = "{" + ", ".join(f"{encode_basestring(f)}: %s" for f in present) + "}"
+    return [template % values for values in zip(*columns, strict=True)]
 
 
 def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
     """Plain records of the given fields, dates as ISO text, counts as int."""
     present = [f for f in fields if f in frame.columns]
+    return [
+        dict(zip(present, values, strict=True))
+        for values in zip(*_columns(frame, present), strict=True)
+    ]
+
+
+def _columns(frame: pd.DataFrame, present: list[str]) -> list[list[Any]]:
+    """The columns of `_records`, as lists of Python values."""
     columns = []
     for name in present:  # column by column: many times faster than to_dict("records")
         column = frame[name]
@@ -124,8 +156,9 @@ def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]
             column = column.dt.strftime("%Y-%m-%d")
         elif name == "count":
             column = column.astype("int64")
-        columns.append([_plain(v) for v in column.tolist()])
-    return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
+        values = column.tolist()  # Python values, but in a column of objects
+        columns.append([_plain(v) for v in values] if column.dtype == object else values)
+    return columns
 
 
 def _plain(value: Any) -> Any:
@@ -236,7 +269,11 @@ def _explain(
         not_counted=not_counted,
         ruleset_version=force.version,
         rules_hash=force.content_hash,
-        input_digest=_digest(force.year, [institution], findings),
+        input_digest=digest_of_lines(
+            force.year,
+            [canonical_json(institution, "ordered")],
+            [canonical_json(f, "ordered") for f in findings],
+        ),
     )
 
 

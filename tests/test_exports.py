@@ -24,7 +24,6 @@ import openpyxl
 import pytest
 from sqlalchemy import Engine, select, update
 
-from scoring.explain import Explanation
 from scoring.lift import lift
 from scoring.shipped import load_rules
 from service.core.clock import now
@@ -133,7 +132,7 @@ def check_workbook(data: bytes, engine: Engine, snap: Snapshot) -> None:
     assert len(table) == len(rows) == 16
     for n, (line, row) in enumerate(zip(table, rows, strict=True), start=1):
         cells = dict(zip(header, line, strict=True))
-        lifted = lift(Explanation.model_validate_json(row["explanation"]), force.bands)
+        lifted = lift(snapshots.explained(snap, row), force.bands)
         assert cells[exports.LIFT_COLUMN].startswith(safe(lifted.summary))  # what lifts it
         assert all(r.finding_ids[0] in cells[exports.LIFT_COLUMN] for r in lifted.revocations)
         assert cells["序号"] == n

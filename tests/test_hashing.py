@@ -4,8 +4,10 @@ gathered into `scoring.hashing`; a change to any JSON form changes one of them."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+from scoring.explain_parts import Explainer
 from scoring.hashing import canonical_json
 from scoring.input_files import read_inputs
 from scoring.shipped import SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS, load_rules
@@ -27,8 +29,21 @@ def test_the_sample_year_hashes_as_before() -> None:
     assert header["input_digest"] == (
         "sha256:3742c0e10e5a3fdade89af62f11c5fe8f1b6ccd8c8ae0838d4381be831af709c"
     )
-    content = integrity.content_hash(header, rows)
+    # Stored before migration 0007: each explanation whole, no shared parts.
+    explainer = Explainer(header["explanation_parts"])
+    whole = [
+        {**r, "explanation": explainer.explanation(r, json.loads(r["points"]), r["explanation"])}
+        for r in rows
+    ]
+    stored_before = {**header, "explanation_parts": None}
+    content = integrity.content_hash(
+        stored_before, [{**r, "explanation": r["explanation"].model_dump_json()} for r in whole]
+    )
     assert content == "sha256:09d0d25ba18dad69aaa1d45eed41af43528d505784e4529cb03d155ba8f863f0"
+    # Stored since: the shared parts once, each row's own parts.
+    assert integrity.content_hash(header, rows) == (
+        "sha256:bc1518e8d0de0d2342e057ab63f29f3ac511f011058444c4aad6faaceaa70d1d"
+    )
     correction = {
         "content_hash": content,
         "year": 2023,

@@ -576,12 +576,13 @@ def test_a_guard_disabled_or_defused_is_named_and_restored(loaded: Engine) -> No
 def test_migration_0003_keeps_unsigned_snapshots_verifiable_both_ways(
     loaded: Engine, key_file: Path
 ) -> None:
-    """Down to 0002 (no signature columns) and up again: published snapshots stay intact."""
+    """Down to 0002 (no signature columns) and up again: the guards are back, and snapshots
+    published unsigned then signed verify. (Below 0007 a snapshot stored in parts has nowhere
+    to go, so the round trip is made before the first publication.)"""
     from alembic import command
 
     from service.core.migrate import _config
 
-    publish_years(loaded, 2022)
     config = _config()
     with loaded.begin() as conn:
         config.attributes["connection"] = conn
@@ -589,5 +590,22 @@ def test_migration_0003_keeps_unsigned_snapshots_verifiable_both_ways(
     upgrade(loaded)
     with reading(loaded) as conn:
         assert missing_guards(conn) == []
+    publish_years(loaded, 2022)
     publish_years(loaded, 2023, key=key_file)
     assert verify(loaded, public(key_file)) == []
+
+
+def test_migration_0007_is_not_undone_over_snapshots_stored_in_parts(loaded: Engine) -> None:
+    """Undoing 0007 would drop what every explanation of a snapshot shares: refused, and
+    nothing changes."""
+    from alembic import command
+
+    from service.core.migrate import _config
+
+    publish_years(loaded, 2022)
+    config = _config()
+    refused = r"1 snapshot\(s\) store their explanations in parts"
+    with pytest.raises(RuntimeError, match=refused), loaded.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert verify(loaded) == []

@@ -7,7 +7,6 @@ the penalty of XQ-2023-0029 (no_penalties); that finding revoked, it is a C at 9
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -248,7 +247,8 @@ def test_concurrent_resolutions_never_leave_a_revoked_finding_without_its_correc
         assert {o["finding_id"] for o in upheld} == {f["finding_id"] for f in revoked}
         for o in upheld:  # each correction draft was computed after its own revocation
             draft = snapshots.get(conn, 2023, o["correction_revision"])
-            explanation = json.loads(snapshots.row_of(conn, draft, BOWEN)["explanation"])
+            row = snapshots.row_of(conn, draft, BOWEN)
+            explanation = snapshots.explained(draft, row).model_dump(mode="json")
             assert statuses_of(explanation, o["finding_id"]) == {"revoked"}
         latest = snapshots.get(conn, 2023, max(o["correction_revision"] for o in upheld))
         assert snapshots.row_of(conn, latest, BOWEN)["score"] == 1000

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sqlite3
 import subprocess
@@ -211,7 +210,7 @@ def revoke_one_costly_finding(engine: Engine, year: int) -> tuple[str, str, int]
     with reading(engine) as conn:
         rows = snapshots.rows_of(conn, draft)
     for row in rows:
-        explanation = explanation_of(row)
+        explanation = explanation_of(draft, row)
         for indicator in explanation["indicators"]:
             if indicator["lost"] > 0 and len(indicator["findings"]) == 1:
                 finding_id = indicator["findings"][0]["finding_id"]
@@ -223,9 +222,8 @@ def revoke_one_costly_finding(engine: Engine, year: int) -> tuple[str, str, int]
     raise AssertionError("the sample has no finding that alone costs points")
 
 
-def explanation_of(row: dict[str, Any]) -> dict[str, Any]:
-    explanation: dict[str, Any] = json.loads(row["explanation"])
-    return explanation
+def explanation_of(snapshot: snapshots.Snapshot, row: dict[str, Any]) -> dict[str, Any]:
+    return snapshots.explained(snapshot, row).model_dump(mode="json")
 
 
 def now() -> datetime:
@@ -349,7 +347,7 @@ def test_revoking_records_who_when_and_why_and_the_finding_stops_counting(
     assert count(loaded, findings) == SAMPLE_FINDINGS  # kept on record
 
     assert score_of(loaded, after, uscc) == score_of(loaded, before, uscc) + points
-    explanation = explanation_of(row)
+    explanation = explanation_of(after, row)
     assert [n["finding"]["finding_id"] for n in explanation["not_counted"]] == [finding_id]
     assert after.input_digest != before.input_digest
 
@@ -382,7 +380,9 @@ ROW_CHANGES = [
     "licence_no = '教民0号'",
     "points = '{}'",
     "vetoes = '[\"veto_major_accident\"]'",
-    "explanation = replace(explanation, '\"lost\":0', '\"lost\":1')",
+    # The row's own parts of its explanation: a finding's note, its input digest.
+    "explanation = replace(explanation, '\"note\":\"', '\"note\":\"改')",
+    "explanation = replace(explanation, '\"input_digest\":\"sha256:', '\"input_digest\":\"0')",
 ]
 
 
@@ -404,6 +404,23 @@ def test_verify_names_a_published_snapshot_whose_row_was_altered(loaded: Engine)
                 .values(**original)
             )
         assert verify(loaded) == [], change
+
+
+def test_verify_names_a_snapshot_whose_shared_explanation_parts_were_altered(
+    loaded: Engine,
+) -> None:
+    """What every explanation of a snapshot shares is stored once, under its content hash."""
+    _, target, _ = publish_years(loaded, 2022, 2023, 2024)
+    assert target.explanation_parts and "按照合同约定进行退费" in target.explanation_parts
+    drop_guards(loaded)
+    sql(
+        loaded,
+        "UPDATE snapshots SET explanation_parts = replace(explanation_parts, "
+        f"'按照合同约定进行退费', '按约退费') WHERE id = {target.id}",
+    )
+    assert verify(loaded) == [
+        f"snapshot 2023 revision 1 (id {target.id}): rows do not match its content hash"
+    ]
 
 
 def test_verify_notices_rows_rewritten_together_with_their_content_hash(loaded: Engine) -> None:

@@ -45,7 +45,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring import uscc as uscc_check
 from scoring.errors import ScoringError
-from scoring.explain import Explanation
 from scoring.lift import lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
 from service.api.caches.memory import ReadCache
@@ -81,7 +80,6 @@ class PublishedYear:
     size: int
     checked: Hashable | None = None  # the generation at which it was confirmed published
     meta: bytes | None = None  # its SnapshotPublic JSON, made once with the service's settings
-    verbatim: bool | None = None  # whether its explanations are stored as the model writes them
     force: RulesInForce | None = None  # the rules in force for the year, once
 
 
@@ -201,19 +199,17 @@ def institution_rating(
     snap: snapshots.Snapshot,
     meta: SnapshotPublic,
     row: Mapping[str, Any],
-    explanation: str | None,
     who: Principal | None,
     risk: RiskModel | None,
     rules: RuleSet,
     force: RulesInForce | None = None,
 ) -> InstitutionRating:
     """`GET /v1/ratings/{year}/{uscc}`'s answer: the grade, all of the row for the full view,
-    the explanation (`explanation`, its stored JSON) and what lifts it for explainers.
+    the explanation (from the stored `row`) and what lifts it for explainers.
     `force`: `rules.in_force(snap.year, snap.scale)` when the caller has it already."""
     full = who is not None and who.role in FULL_VIEW
     if who is not None and who.role in EXPLAINERS:
-        assert explanation is not None
-        explained = Explanation.model_validate_json(explanation)
+        explained = snapshots.explained(snap, row)
         # What lifts it is advice computed now, from the bands the snapshot was rated on: only
         # while the rules in force are those rules (never stored, so no hash changes).
         force = force or in_force(rules, snap)
@@ -410,23 +406,17 @@ class FastLookups:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    def _explained(self, entry: PublishedYear, uscc: str) -> bytes:
+    def _explained(self, entry: PublishedYear, row: dict[str, Any]) -> bytes:
         """The explanation and lift members of the answer, and its closing brace."""
-        stored = self.years.explanation(entry, uscc)
-        explained = Explanation.model_validate_json(stored)  # what lifts it needs
-        if entry.verbatim:
-            written = stored.encode("utf-8")
-        else:
-            written = explained.__pydantic_serializer__.to_json(explained)
-            if entry.verbatim is None:  # one writer wrote every row of a snapshot, at once
-                entry.verbatim = written == stored.encode("utf-8")
+        stored = self.years.explanation(entry, row["uscc"])
+        explained = snapshots.explained(entry.snapshot, {**row, "explanation": stored})
         force = entry.force
         same = force is not None and force.content_hash == entry.snapshot.rules_hash
         lifted = lift(explained, force.bands) if force is not None and same else None
         return b"".join(
             [
                 b',"explanation":',
-                written,
+                explained.__pydantic_serializer__.to_json(explained),
                 b',"lift":',
                 b"null" if lifted is None else lifted.__pydantic_serializer__.to_json(lifted),
                 b"}",
@@ -491,7 +481,7 @@ class FastLookups:
                 entry.force = in_force(state.rules, snap)
             # In a thread: what lifts the grade can take a while to work out (scoring.lift),
             # and the event loop keeps answering the others meanwhile.
-            parts.append(await run_in_threadpool(self._explained, entry, uscc))
+            parts.append(await run_in_threadpool(self._explained, entry, row))
         else:
             parts.append(b',"explanation":null,"lift":null}')
         answer = b"".join(parts)

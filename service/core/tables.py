@@ -124,6 +124,10 @@ snapshots = Table(
     # JSON list of the closed institutions listed as not rated (scoring.standing); NULL when
     # none (and on every snapshot stored before migration 0006).
     Column("not_rated", Text),
+    # JSON of what every explanation of the snapshot shares (scoring.explain_parts): its rows'
+    # `explanation` then hold each institution's own parts. NULL on snapshots stored before
+    # migration 0007, whose rows hold each explanation whole.
+    Column("explanation_parts", Text),
     UniqueConstraint("year", "revision"),
     # One first publication per year, and one correction per published revision: concurrent
     # publishes of a year cannot both succeed, whatever the application does.

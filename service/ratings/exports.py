@@ -43,6 +43,7 @@ from scoring.explain import Explanation
 from scoring.lift import Lift, lift
 from scoring.rules import Band, RuleSet, Unit
 from service.core.clock import BEIJING
+from service.ratings import snapshots
 from service.ratings.snapshots import Snapshot, get, published, rows_of
 
 Cell = str | int | float | bool | None
@@ -325,7 +326,7 @@ def shaped(
     """The three sheets of a snapshot from its stored rows (in their stored order: best score
     first). `bands` (highest first) list grades no row has, and give each row what lifts it to
     the next grade (scoring.lift)."""
-    explained = [Explanation.model_validate_json(r["explanation"]) for r in rows]
+    explained = [snapshots.explained(snap, r) for r in rows]
     not_rated = json.loads(snap.not_rated or "[]")
     return SnapshotExport(
         snapshot=snap,

@@ -34,7 +34,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -53,41 +52,35 @@ ROW_FIELDS = ("uscc", "name", "licence_no", "score", "grade", "vetoed", "vetoes"
 def content_hash(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """Hash of what was rated and the result: header fields plus every row, in uscc order.
 
-    A status (closed institutions listed as not rated, a suspended row's mark) is covered only
-    when there is one, so snapshots stored before statuses were recorded keep their hashes."""
+    What later versions added is covered only when set, so snapshots stored before keep their
+    hashes: a status (closed institutions listed as not rated, a suspended row's mark), and the
+    parts every explanation shares (when set, each row's `explanation` holds its own parts)."""
     ordered = sorted(rows, key=lambda r: r["uscc"])
     content = {
-        "year": header["year"],
-        "scale": header["scale"],
-        "ruleset_version": header["ruleset_version"],
-        "rules_hash": header["rules_hash"],
-        "input_digest": header["input_digest"],
-        "rows": [
-            {
-                **{f: r[f] for f in ROW_FIELDS},
-                "explanation": r["explanation"],
-                **({"status": r["status"]} if r.get("status") else {}),
-            }
-            for r in ordered
-        ],
+        **_header_content(header),
+        "rows": [_hashed_row(r) for r in ordered],
     }
-    if header.get("not_rated"):
-        content["not_rated"] = json.loads(header["not_rated"])
     return json_sha256(content)
+
+
+def _header_content(header: dict[str, Any]) -> dict[str, Any]:
+    content = {f: header[f] for f in HEADER_FIELDS}
+    for optional in OPTIONAL_HEADER_FIELDS:
+        if header.get(optional):
+            content[optional] = json.loads(header[optional])
+    return content
 
 
 class ContentHasher:
     """`content_hash`, taken row by row as the rows are made: the same digest of the same text,
-    without holding every row (a national year's explanations are hundreds of megabytes).
+    without holding every row of a national year.
 
     Rows must come in strictly increasing uscc order (the order `content_hash` sorts them in);
     a row out of order raises ValueError. `header` is the snapshot header `content_hash` takes.
     """
 
     def __init__(self, header: dict[str, Any]) -> None:
-        fields: dict[str, Any] = {f: header[f] for f in HEADER_FIELDS}
-        if header.get("not_rated"):
-            fields["not_rated"] = json.loads(header["not_rated"])
+        fields = _header_content(header)
         # The text of a dict with sorted keys, the rows' list written in its place in between.
         parts = {k: canonical_json(k) + ":" + canonical_json(v) for k, v in fields.items()}
         before = [parts[k] for k in sorted(parts) if k < "rows"]
@@ -98,18 +91,12 @@ class ContentHasher:
         self._suffix = "]" + "".join("," + p for p in after) + "}"
         self._last: str | None = None
 
-    def add(self, row: dict[str, Any], escaped_explanation: str | None = None) -> None:
-        """Take the next row; `escaped_explanation`, when the caller has it, is the row's
-        explanation escaped as a JSON string escapes it, without the quotes (the bulk of the
-        text hashed: `scoring.explain_json` writes it from pieces escaped once)."""
+    def add(self, row: dict[str, Any]) -> None:
+        """Take the next row."""
         uscc = row["uscc"]
         if self._last is not None and not uscc > self._last:
             raise ValueError(f"rows out of uscc order: {uscc} after {self._last}")
-        text = (
-            _row_text(row, escaped_explanation)
-            if escaped_explanation is not None and _plain_row(row)
-            else canonical_json(_hashed_row(row))
-        )
+        text = canonical_json(_hashed_row(row))
         self._digest.update((text if self._last is None else "," + text).encode("utf-8"))
         self._last = uscc
 
@@ -120,36 +107,8 @@ class ContentHasher:
 
 
 HEADER_FIELDS = ("year", "scale", "ruleset_version", "rules_hash", "input_digest")
-
-
-_TEXT_FIELDS = ("explanation", "grade", "licence_no", "name", "points", "uscc", "vetoes")
-
-
-def _plain_row(r: dict[str, Any]) -> bool:
-    """Whether `_row_text` writes the row as `canonical_json` would: the types it expects."""
-    return (
-        all(type(r[f]) is str for f in _TEXT_FIELDS)
-        and type(r["score"]) is int
-        and type(r["vetoed"]) is bool
-        and (not r.get("status") or type(r["status"]) is str)
-    )
-
-
-def _row_text(r: dict[str, Any], escaped_explanation: str) -> str:
-    """`canonical_json(_hashed_row(r))` (keys sorted, compact), its explanation given escaped."""
-    status = r.get("status")
-    return (
-        f'{{"explanation":"{escaped_explanation}","grade":{_quoted(r["grade"])},'
-        f'"licence_no":{_quoted(r["licence_no"])},"name":{_quoted(r["name"])},'
-        f'"points":{_quoted(r["points"])},"score":{int.__repr__(r["score"])},'
-        + (f'"status":{_quoted(status)},' if status else "")
-        + f'"uscc":{_quoted(r["uscc"])},"vetoed":{"true" if r["vetoed"] else "false"},'
-        f'"vetoes":{_quoted(r["vetoes"])}}}'
-    )
-
-
-def _quoted(text: str) -> str:
-    return str(encode_basestring(text))
+OPTIONAL_HEADER_FIELDS = ("not_rated", "explanation_parts")
+"""JSON a header holds when it has them (migrations 0006, 0007): hashed as the data it is."""
 
 
 def _hashed_row(r: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from scoring.engine import rate
-from scoring.explain import input_digest
-from scoring.explain_json import escaped_explanation_texts, records_of
+from scoring.explain_parts import YearInputs, records_of, shared_parts
 from scoring.inputs import InstitutionStatus
 from scoring.rules import RuleSet
 from scoring.standing import standing
@@ -71,9 +70,14 @@ ROW_COLUMNS = (
 )
 
 
-def _rated(
+def rated_rows(
     institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
-) -> tuple[dict[str, Any], Iterator[tuple[dict[str, Any], str]]]:
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """Rate a year: the snapshot header, and its rows made lazily in uscc order (nothing stored).
+
+    The engine rates the whole district at once; the rows (each with its explanation's own
+    parts, `scoring.explain_parts`, the parts every explanation shares being in the header)
+    are then made as they are taken, so the caller can hash and store them a chunk at a time."""
     force = rules.in_force(year, scale)
     split = standing(institutions, findings)
     graded = split.rated
@@ -82,62 +86,53 @@ def _rated(
     graded = graded.reset_index(drop=True)
     rating = rate(graded, split.findings, force)
     not_rated = split.not_rated()
+    inputs = YearInputs.of(institutions, findings, year)
     header = {
         "year": year,
         "scale": force.scale.code,
         "ruleset_version": force.version,
         "rules_hash": force.content_hash,
-        "input_digest": input_digest(institutions, findings, year),
+        "input_digest": inputs.digest(),
         "not_rated": json.dumps(not_rated, ensure_ascii=False) if not_rated else None,
+        "explanation_parts": shared_parts(force),
     }
-    return header, _rows(graded, split.findings, rating, force, split.suspended)
-
-
-def rated_rows(
-    institutions: Any, findings: Any, rules: RuleSet, year: int, scale: str | None
-) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
-    """Rate a year: the snapshot header, and its rows made lazily in uscc order (nothing stored).
-
-    The engine rates the whole district at once; the rows (with each explanation's JSON,
-    `scoring.explain_json`) are then made as they are taken, so the caller can hash and store
-    them a chunk at a time."""
-    header, rows = _rated(institutions, findings, rules, year, scale)
-    return header, (row for row, _escaped in rows)
+    return header, _rows(graded, inputs, rating, force, split.suspended)
 
 
 def _rows(
-    graded: Any, findings: Any, rating: Any, force: Any, suspended: set[str]
-) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each row, with its explanation escaped as the content hash writes it."""
+    graded: Any, inputs: YearInputs, rating: Any, force: Any, suspended: set[str]
+) -> Iterator[dict[str, Any]]:
     codes = [i.code for i in force.indicators]
-    texts = escaped_explanation_texts(graded, findings, rating, force)
-    columns = ["uscc", "name", "score", "grade", "vetoed", "vetoes", *codes]
+    columns = ["uscc", "name", "score", "grade", "vetoed", "vetoes"]
     licences = graded["licence_no"]
     mark = InstitutionStatus.suspended.value
-    points: dict[tuple[int, ...], str] = {}  # most institutions keep the same points: once
+    # Most institutions keep the same points, and have no veto: each text written once.
+    points: dict[tuple[int, ...], str] = {}
+    vetoes: dict[tuple[str, ...], str] = {}
     for start in range(0, len(graded), ROW_CHUNK):
-        part = records_of(rating.iloc[start : start + ROW_CHUNK], columns)
+        chunk = rating.iloc[start : start + ROW_CHUNK]
+        part = records_of(chunk, columns)
+        kept_rows = chunk[codes].to_numpy(dtype="int64").tolist()
         licence = licences.iloc[start : start + ROW_CHUNK].tolist()
-        for r, licence_no in zip(part, licence, strict=True):
-            text, escaped = next(texts)
-            kept = tuple(int(r[c]) for c in codes)
+        for r, kept_row, licence_no in zip(part, kept_rows, licence, strict=True):
+            kept = tuple(kept_row)
             if kept not in points:
                 points[kept] = json.dumps(dict(zip(codes, kept, strict=True)))
-            yield (
-                {
-                    "uscc": r["uscc"],
-                    "name": r["name"],
-                    "licence_no": licence_no,
-                    "score": int(r["score"]),
-                    "grade": str(r["grade"]),
-                    "vetoed": bool(r["vetoed"]),
-                    "vetoes": json.dumps(list(r["vetoes"])),
-                    "points": points[kept],
-                    "explanation": text,
-                    "status": mark if r["uscc"] in suspended else None,
-                },
-                escaped,
-            )
+            vetoed = tuple(r["vetoes"])
+            if vetoed not in vetoes:
+                vetoes[vetoed] = json.dumps(list(vetoed))
+            yield {
+                "uscc": r["uscc"],
+                "name": r["name"],
+                "licence_no": licence_no,
+                "score": int(r["score"]),
+                "grade": str(r["grade"]),
+                "vetoed": bool(r["vetoed"]),
+                "vetoes": vetoes[vetoed],
+                "points": points[kept],
+                "explanation": inputs.own_parts(r["uscc"], force),
+                "status": mark if r["uscc"] in suspended else None,
+            }
 
 
 def rate_rows(
@@ -203,7 +198,7 @@ def compute_draft(
     current = published(conn, year=year, required=False)
     if current is not None:  # a correction: who is rated stays as published
         institutions = _statuses_as_published(conn, current, institutions)
-    header, rows = _rated(institutions, findings, rules, year, scale)
+    header, rows = rated_rows(institutions, findings, rules, year, scale)
     if conn.dialect.name == "postgresql":  # concurrent computes must not pick the same revision
         conn.execute(select(func.pg_advisory_xact_lock(PUBLISH_LOCK)))
     revision = (
@@ -222,8 +217,8 @@ def compute_draft(
     ).inserted_primary_key[0]  # type: ignore[index]
     hasher = ContentHasher(header)
     chunk: list[dict[str, Any]] = []
-    for row, escaped in rows:
-        hasher.add(row, escaped)
+    for row in rows:
+        hasher.add(row)
         chunk.append(row)
         if len(chunk) == ROW_CHUNK:
             _store_rows(conn, snapshot_id, chunk)

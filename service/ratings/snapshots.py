@@ -9,12 +9,17 @@ hashes that prove nothing was altered in `service.ratings.integrity`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from scoring.explain import Explanation
+from scoring.explain_parts import Explainer
 from service.core.errors import NotFound
 from service.core.tables import snapshot_rows, snapshots
 
@@ -42,6 +47,7 @@ class Snapshot:
     signature: str | None = None  # Ed25519, of the chain hash (None: unsigned)
     key_fingerprint: str | None = None  # of the key that signed it
     not_rated: str | None = None  # JSON: the closed institutions listed as not rated
+    explanation_parts: str | None = None  # JSON: what its explanations share (None: stored whole)
 
 
 def as_dict(s: Snapshot) -> dict[str, Any]:
@@ -139,6 +145,21 @@ def row_of(conn: Connection, snapshot: Snapshot, uscc: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"{uscc} is not in revision {snapshot.revision} of {snapshot.year}")
     return dict(row._mapping)
+
+
+def explained(snapshot: Snapshot, row: Mapping[str, Any]) -> Explanation:
+    """A stored row's explanation, whichever way its snapshot stores it: in parts (the parts
+    every explanation shares in the snapshot, the institution's own in the row:
+    `scoring.explain_parts`), or whole (snapshots stored before migration 0007)."""
+    if snapshot.explanation_parts is None:
+        return Explanation.model_validate_json(row["explanation"])
+    explainer = _explainer(snapshot.explanation_parts)
+    return explainer.explanation(row, json.loads(row["points"]), row["explanation"])
+
+
+@lru_cache(maxsize=16)
+def _explainer(shared: str) -> Explainer:
+    return Explainer(shared)
 
 
 def history(conn: Connection, *, uscc: str) -> list[dict[str, Any]]:

@@ -258,7 +258,7 @@ def read_institution_rating(
         snap = _visible(conn, year, revision, who)
         row = snapshots.row_of(conn, snap, uscc)
     meta = SnapshotPublic.of(snap, publicity(snap, settings))
-    return institution_rating(snap, meta, row, row["explanation"], who, risk, rules)
+    return institution_rating(snap, meta, row, who, risk, rules)
 
 
 @router.get(

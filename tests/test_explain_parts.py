@@ -1,17 +1,18 @@
-"""The fast path of computing a year writes what the models would: each explanation's JSON is
-byte for byte `Explanation.model_dump_json()`, and the content hash taken row by row as the rows
-are made is `integrity.content_hash` of the finished rows."""
+"""A snapshot stores explanations in parts (`scoring.explain_parts`): joined again, they are the
+models `explain_all` gives, equal field for field and byte for byte as JSON; and the content hash
+taken row by row as the rows are made is `integrity.content_hash` of the finished rows."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
 import pytest
 
-from scoring.engine import rate
-from scoring.explain import explain_all
-from scoring.explain_json import explanation_texts
+from scoring.explain import Explanation, explain_all
+from scoring.explain_parts import Explainer
 from scoring.input_files import read_inputs
 from scoring.shipped import SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS, load_rules
 from scoring.synthetic import synthetic_district
@@ -21,15 +22,26 @@ from service.ratings.publishing import rate_rows, rated_rows
 RULES = load_rules()
 
 
+def stored_explanations(
+    institutions: pd.DataFrame, findings: pd.DataFrame, year: int
+) -> Iterator[Explanation]:
+    """Each rated institution's explanation as a snapshot stores it and serves it again."""
+    header, rows = rate_rows(institutions, findings, RULES, year, "four")
+    explainer = Explainer(header["explanation_parts"])
+    for row in rows:
+        yield explainer.explanation(row, json.loads(row["points"]), row["explanation"])
+
+
 def _both(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> None:
     force = RULES.in_force(year, "four")
-    models = [e.model_dump_json() for e in explain_all(institutions, findings, force, year)]
-    texts = list(
-        explanation_texts(institutions, findings, rate(institutions, findings, force), force)
-    )
-    assert len(texts) == len(models)
-    for model, text in zip(models, texts, strict=True):
-        assert text == model
+    models = {e.uscc: e for e in explain_all(institutions, findings, force, year)}
+    joined = list(stored_explanations(institutions, findings, year))
+    closed = set(institutions.loc[institutions["status"] == "closed", "uscc"])
+    assert sorted(e.uscc for e in joined) == sorted(set(models) - closed)  # closed: not rated
+    for explanation in joined:
+        model = models[explanation.uscc]
+        assert explanation == model
+        assert explanation.model_dump_json() == model.model_dump_json()
 
 
 @pytest.mark.parametrize("year", [2022, 2023, 2024])
@@ -87,15 +99,12 @@ def test_rows_out_of_order_are_refused() -> None:
 def test_lifts_scores_are_those_of_a_full_recount() -> None:
     """`scoring.lift` corrects only the indicators a revocation touches: each set it lists
     scores what recounting every indicator gives."""
-    from scoring.explain import Explanation
     from scoring.lift import _score_without, lift
 
     force = RULES.in_force(2023, "four")
     institutions, findings = synthetic_district(300, 1_000, year=2023, seed=11, rules=RULES)
-    texts = explanation_texts(institutions, findings, rate(institutions, findings, force), force)
     checked = 0
-    for text in texts:
-        explanation = Explanation.model_validate_json(text)
+    for explanation in stored_explanations(institutions, findings, 2023):
         for revocation in lift(explanation, force.bands).revocations:
             recount = _score_without(explanation.indicators, set(revocation.finding_ids))
             assert revocation.score == recount

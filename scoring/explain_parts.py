@@ -1,0 +1,229 @@
+"""Explanations in parts: what every explanation of a year shares, stored once, and what is each
+institution's own, stored with its row.
+
+An explanation lists every indicator with its title, reference and points, so stored whole it
+is several kilobytes per institution (145 MB for a year of 20,000), nearly all of it the same
+text; writing, hashing and storing that text was most of the time of computing a city's year.
+A snapshot therefore stores:
+
+- once, `shared_parts(force)`: the year, scale, rules' version and hash, the grade labels, and
+  each indicator's and veto's description;
+- per row, `own_parts(...)`: the findings cited under each indicator or veto, the findings not
+  counted and why, and the institution's input digest (its score, grade, vetoes and points
+  kept are the row's own columns).
+
+`explanation(shared, row, kept, own)` joins them into the `Explanation` that
+`scoring.explain.explain_all` gives for the same institution: equal as a model, and so the same
+JSON (`tests/test_explain_parts.py` compares them on districts with every kind of finding). The
+parts are built without a pydantic model per finding and joined without validation: they are
+this module's own output, as stored under the snapshot's content hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from scoring.explain import (
+    FINDING_FIELDS,
+    INSTITUTION_FIELDS,
+    Explanation,
+    FindingCited,
+    IndicatorExplanation,
+    NotCounted,
+    VetoExplanation,
+    digest_of_lines,
+    in_year,
+    not_counted_reason,
+    record_lines,
+)
+from scoring.hashing import canonical_json
+from scoring.rules import RulesInForce
+
+
+def shared_parts(force: RulesInForce) -> str:
+    """What every explanation of a year rated under `force` shares, as canonical JSON."""
+    return canonical_json(
+        {
+            "year": force.year,
+            "scale": force.scale.code,
+            "ruleset_version": force.version,
+            "rules_hash": force.content_hash,
+            "labels": {b.grade: b.label for b in force.bands},
+            "indicators": [
+                {
+                    "code": i.code,
+                    "number": i.rule.number,
+                    "title": i.rule.title,
+                    "reference": i.rule.reference,
+                    "status": i.rule.status.value,
+                    "mode": i.rule.mode.value,
+                    "unit": i.rule.unit.value if i.rule.unit else None,
+                    "deduction": i.deduction,
+                    "points": i.points,
+                }
+                for i in force.indicators
+            ],
+            "vetoes": [
+                {
+                    "code": v.code,
+                    "title": v.title,
+                    "reference": v.reference,
+                    "status": v.status.value,
+                }
+                for v in force.vetoes
+            ],
+        }
+    )
+
+
+def records_of(frame: pd.DataFrame, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """`scoring.explain`'s plain records (dates as ISO text, counts as int), column by column."""
+    present = [f for f in fields if f in frame.columns]
+    columns = []
+    for field in present:
+        column = frame[field]
+        if field == "occurred_on":
+            column = column.dt.strftime("%Y-%m-%d")
+        elif field == "count":
+            column = column.astype("int64")
+        columns.append(column.tolist())
+    return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+Found = tuple[dict[str, Any], str]
+"""A finding's record (`records_of`) and its line (`scoring.explain.record_lines`)."""
+
+
+@dataclass(frozen=True)
+class YearInputs:
+    """A year's inputs as its digests take them, each record's line written once for both the
+    snapshot's input digest and each institution's own."""
+
+    year: int
+    institutions: dict[str, str]  # each institution's line, by credit code
+    findings: dict[str, list[Found]]  # the findings dated in the year, by institution
+
+    @classmethod
+    def of(cls, institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> YearInputs:
+        of_year = in_year(findings, year)
+        found: dict[str, list[Found]] = {}
+        records = records_of(of_year, FINDING_FIELDS)
+        for record, line in zip(records, record_lines(of_year, FINDING_FIELDS), strict=True):
+            found.setdefault(record["uscc"], []).append((record, line))
+        lines = record_lines(institutions, INSTITUTION_FIELDS)
+        return cls(year, dict(zip(institutions["uscc"].tolist(), lines, strict=True)), found)
+
+    def digest(self) -> str:
+        """`scoring.explain.input_digest` of the year (the credit codes being unique)."""
+        findings = [line for found in self.findings.values() for _record, line in found]
+        return digest_of_lines(self.year, list(self.institutions.values()), findings)
+
+    def own_parts(self, uscc: str, force: RulesInForce) -> str:
+        """The institution's own parts of its explanation, as JSON."""
+        return own_parts(self.institutions[uscc], self.findings.get(uscc, []), force)
+
+
+def own_parts(institution: str, findings: list[Found], force: RulesInForce) -> str:
+    """An institution's own parts of its explanation, as JSON: `institution` its record's line
+    (`scoring.explain.record_lines`), `findings` those dated in the year, with their lines."""
+    cited: dict[str, list[dict[str, Any]]] = {}
+    not_counted = []
+    for record, _line in findings:
+        occurred_on = date.fromisoformat(record["occurred_on"])
+        status = str(record["status"])
+        cite = {
+            "finding_id": str(record["finding_id"]),
+            "occurred_on": occurred_on.isoformat(),
+            "count": int(record["count"]),
+            "source": str(record["source"]),
+            "reference": str(record["reference"]),
+            "status": status,
+            "note": str(record["note"]),
+        }
+        reason = not_counted_reason(status, occurred_on, force)
+        if reason is not None:
+            not_counted.append({"finding": cite, "reason": reason})
+        else:
+            cited.setdefault(record["indicator"], []).append(cite)
+    digest = digest_of_lines(force.year, [institution], [line for _record, line in findings])
+    return canonical_json({"findings": cited, "not_counted": not_counted, "input_digest": digest})
+
+
+class Explainer:
+    """Joins a snapshot's shared parts with a row's own parts into its `Explanation`.
+
+    Made once per snapshot: an indicator with no finding (most of them) is the same model for
+    every institution that kept the same points, so it is made once and shared (the models are
+    frozen)."""
+
+    def __init__(self, shared: str) -> None:
+        parts = json.loads(shared)
+        self.year: int = parts["year"]
+        self.scale: str = parts["scale"]
+        self.ruleset_version: str = parts["ruleset_version"]
+        self.rules_hash: str = parts["rules_hash"]
+        self.labels: dict[str, str] = parts["labels"]
+        self.indicators: list[dict[str, Any]] = parts["indicators"]
+        self.vetoes: list[dict[str, Any]] = parts["vetoes"]
+        self._unfound: dict[tuple[int, int], IndicatorExplanation] = {}
+
+    def explanation(self, row: Mapping[str, Any], kept: Mapping[str, int], own: str) -> Explanation:
+        """`row` a snapshot row (uscc, name, score, grade, vetoed), `kept` its points kept by
+        indicator code, `own` its own parts (`own_parts`)."""
+        parts = json.loads(own)
+        cited = {code: [_cited(c) for c in found] for code, found in parts["findings"].items()}
+        grade = str(row["grade"])
+        return Explanation.model_construct(
+            uscc=str(row["uscc"]),
+            name=str(row["name"]),
+            year=self.year,
+            scale=self.scale,
+            score=int(row["score"]),
+            grade=grade,
+            grade_label=self.labels[grade],
+            vetoed=bool(row["vetoed"]),
+            vetoes=[
+                VetoExplanation.model_construct(**v, findings=cited[v["code"]])
+                for v in self.vetoes
+                if v["code"] in cited
+            ],
+            indicators=[
+                self._indicator(index, int(kept[i["code"]]), cited.get(i["code"]))
+                for index, i in enumerate(self.indicators)
+            ],
+            not_counted=[
+                NotCounted.model_construct(finding=_cited(n["finding"]), reason=n["reason"])
+                for n in parts["not_counted"]
+            ],
+            ruleset_version=self.ruleset_version,
+            rules_hash=self.rules_hash,
+            input_digest=parts["input_digest"],
+        )
+
+    def _indicator(
+        self, index: int, kept: int, findings: list[FindingCited] | None
+    ) -> IndicatorExplanation:
+        if findings is None:
+            known = self._unfound.get((index, kept))
+            if known is None:
+                known = self._unfound[(index, kept)] = self._made(index, kept, [])
+            return known
+        return self._made(index, kept, findings)
+
+    def _made(self, index: int, kept: int, findings: list[FindingCited]) -> IndicatorExplanation:
+        i = self.indicators[index]
+        return IndicatorExplanation.model_construct(
+            **i, kept=kept, lost=i["points"] - kept, findings=findings
+        )
+
+
+def _cited(cite: dict[str, Any]) -> FindingCited:
+    return FindingCited.model_construct(
+        **{**cite, "occurred_on": date.fromisoformat(cite["occurred_on"])}
+    )
