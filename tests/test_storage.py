@@ -381,8 +381,8 @@ ROW_CHANGES = [
     "points = '{}'",
     "vetoes = '[\"veto_major_accident\"]'",
     # The row's own parts of its explanation: a finding's note, its input digest.
-    "explanation = replace(explanation, '\"note\":\"', '\"note\":\"改')",
-    "explanation = replace(explanation, '\"input_digest\":\"sha256:', '\"input_digest\":\"0')",
+    'explanation = replace(explanation, \'"note":"\', \'"note":"改\')',
+    'explanation = replace(explanation, \'"input_digest":"sha256:\', \'"input_digest":"0\')',
 ]
 
 
