@@ -758,11 +758,8 @@ def _finding_ids(table: _Table) -> pd.Series:
     if raw is None:
         return _row_ids(table.rows)
     ids = _as_text(raw)
-    empty = _mask(ids.str.strip() == "")
-    shaped = pc.match_substring_regex(  # RE2 over the Arrow buffer: no Python per row
-        pa.array(ids, type=pa.large_string(), from_pandas=True), r"^[^\s\x00]{1,64}$"
-    )
-    bad = ~empty & ~np.asarray(shaped.fill_null(False), dtype=bool)
+    empty, shaped = _id_shapes(ids)
+    bad = ~empty & ~shaped
     table.report(bad, "finding_id", raw, lambda value: _("an id of 1-64 characters without spaces"))
     repeated = ~empty & ~bad & duplicated_text(ids)  # exactly ids.duplicated(keep=False)
     table.report(
@@ -775,6 +772,42 @@ def _finding_ids(table: _Table) -> pd.Series:
         ids = ids.copy()
         ids[empty] = _row_ids(table.rows[empty]).to_numpy()
     return ids
+
+
+_ID_SPACES = np.zeros(256, dtype=bool)
+_ID_SPACES[[0x00, 0x09, 0x0A, 0x0C, 0x0D, 0x20]] = True
+"""Bytes an id may not hold: NUL and RE2's `\\s` (tab, LF, FF, CR, space); none of them is
+ever part of a longer UTF-8 character, so they are found byte by byte."""
+
+
+def _id_shapes(ids: pd.Series) -> tuple[BoolArray, BoolArray]:
+    """Which ids are empty (`ids.str.strip() == ""`) and which are shaped like an id, that is
+    match `^[^\\s\\x00]{1,64}$` (RE2), computed from the Arrow buffers' bytes and lengths:
+    a regular expression over ten million ids took a second and a half, this a fifth."""
+    array = pa.array(ids, type=pa.large_string(), from_pandas=True)
+    arrow = isinstance(ids.dtype, pd.StringDtype) and ids.dtype.storage == "pyarrow"
+    if array.null_count or not arrow:  # not the text this was checked against: as written
+        empty = _mask(ids.str.strip() == "")
+        shaped = pc.match_substring_regex(array, r"^[^\s\x00]{1,64}$")
+        return empty, _mask(shaped.fill_null(False))
+    lengths = np.asarray(pc.utf8_length(array), dtype=np.int64)
+    # pandas strips Arrow text with Arrow's own whitespace (utf8_trim_whitespace), the same
+    # characters utf8_is_space knows (checked for every code point in tests/test_inputs.py).
+    empty = (lengths == 0) | _mask(pc.utf8_is_space(array))
+    shaped = (lengths >= 1) & (lengths <= 64)
+    start = 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
+        data = chunk.buffers()[2]
+        if data is not None and len(chunk) and offsets[-1] > offsets[0]:
+            text = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+            if text.min() <= 0x20:  # only then look for the few bytes that are refused
+                at = np.flatnonzero(_ID_SPACES[text]) + offsets[0]
+                shaped[start + np.searchsorted(offsets, at, side="right") - 1] = False
+        start += len(chunk)
+    return empty, shaped
 
 
 def _repeat(value: str, size: int) -> pd.Series:

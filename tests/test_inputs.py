@@ -991,3 +991,106 @@ def test_a_wrong_chinese_value_lists_the_chinese_words_too(rules: RuleSet) -> No
     problem = only(check_findings(rules, finding(status="作废")))
     assert "active, revoked" in problem.expected
     assert "有效、撤销" in problem.expected
+
+
+def test_reading_parquet_a_column_at_a_time_reports_what_reading_it_whole_does(
+    tmp_path: Path,
+) -> None:
+    """`read_inputs(..., keep=...)` (what `credit-rating rate` uses) reads a Parquet file a
+    column at a time: every column is still checked, with the same messages, in the same order."""
+    pq.write_table(
+        pa.table(
+            {
+                "uscc": [code(1), code(2), code(2)],
+                "name": ["甲", "", "丙\x00"],
+                "district_code": ["120111", "12011", "120111"],
+                "licence_no": ["L1", "L2", "L3"],
+                "status": ["operating", "closed", "gone"],
+            }
+        ),
+        tmp_path / "i.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "finding_id": ["a 1", "x", "x", "", "y" * 65],
+                "uscc": [code(1), code(9), " " + code(1), code(1), code(1)],
+                "indicator": ["licence_valid", "nope", "12", "第12项", "licence_valid"],
+                "occurred_on": pa.array([dt.date(2023, 5, 17), None] * 2 + [None], pa.date32()),
+                "count": pa.array([1, 0, None, 2_000_000, 3], pa.int64()),
+                "source": ["检查", "bogus", "", "other", "other"],
+                "reference": ["r", "r\x00", "", "", ""],
+                "status": ["active", "有效", "撤销", "nah", ""],
+                "note": ["", "", "\x00", "", ""],
+            }
+        ),
+        tmp_path / "f.parquet",
+    )
+    paths = (tmp_path / "i.parquet", tmp_path / "f.parquet")
+    with pytest.raises(InputError) as whole:
+        read_inputs(*paths, rules=load_rules())
+    with pytest.raises(InputError) as by_column:
+        read_inputs(*paths, rules=load_rules(), keep=(("uscc",), ("uscc", "count")))
+    assert str(by_column.value) == str(whole.value)
+    assert by_column.value.problems == whole.value.problems
+    assert by_column.value.total == whole.value.total
+
+
+def test_a_parquet_file_read_a_column_at_a_time_keeps_only_what_is_asked(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table(
+            {
+                "uscc": [code(1), code(2)],
+                "name": NAMES[:2],
+                "district_code": ["120111"] * 2,
+                "licence_no": ["L1", "L2"],
+            }
+        ),
+        tmp_path / "i.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "uscc": [code(2), code(1)],
+                "indicator": ["licence_valid", "12"],
+                "occurred_on": pa.array([dt.date(2023, 5, 17), dt.date(2023, 6, 1)], pa.date32()),
+                "note": ["n", ""],
+            }
+        ),
+        tmp_path / "f.parquet",
+    )
+    paths = (tmp_path / "i.parquet", tmp_path / "f.parquet")
+    rules = load_rules()
+    whole = read_inputs(*paths, rules=rules)
+    kept = read_inputs(*paths, rules=rules, keep=(("uscc", "status"), ("uscc", "indicator")))
+    assert list(kept[0].columns) == ["uscc", "status"]
+    assert list(kept[1].columns) == ["uscc", "indicator"]
+    pd.testing.assert_frame_equal(kept[0], whole[0][["uscc", "status"]])
+    pd.testing.assert_frame_equal(kept[1], whole[1][["uscc", "indicator"]])
+
+
+def test_finding_ids_are_shaped_exactly_as_the_regular_expression_says() -> None:
+    """`_id_shapes` (bytes and lengths) against `^[^\\s\\x00]{1,64}$` (RE2) and
+    `str.strip() == ""`, for every code point alone and for mixed, long and sliced ids."""
+    import pyarrow.compute as pc
+
+    from scoring.inputs import _id_shapes
+
+    points = [chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000]
+    rng = np.random.default_rng(13)
+    mixed = ["", "a" * 64, "a" * 65, "é" * 64, "é" * 65, "a b", "a\x00", "\x0b", "x\u3000y"]
+    mixed += ["".join(rng.choice(points[:300], size=rng.integers(0, 70))) for _ in range(2000)]
+    cells = points + mixed
+    chunked = pd.Series(
+        pd.array(
+            pa.chunked_array(
+                [pa.array(cells[:7], pa.large_string()), pa.array(cells[7:], pa.large_string())]
+            ),
+            dtype="str",
+        )
+    )
+    for ids in (pd.Series(cells, dtype="str"), chunked, chunked.iloc[3:].reset_index(drop=True)):
+        empty, shaped = _id_shapes(ids)
+        regex = pc.match_substring_regex(pa.array(ids), r"^[^\s\x00]{1,64}$")
+        assert empty.tolist() == (ids.str.strip() == "").tolist()
+        assert shaped.tolist() == np.asarray(regex, dtype=bool).tolist()

@@ -24,3 +24,9 @@ def test_missing_values_and_long_values_fall_back_to_pandas() -> None:
     for cells in (["a", None, None, "a"], ["x" * 200, "x" * 200, "y"], []):
         text = pd.Series(cells, dtype="str")
         assert duplicated(text).tolist() == text.duplicated(keep=False).tolist()
+
+
+def test_values_in_increasing_order_are_distinct_without_hashing() -> None:
+    for cells in (["a", "b", "c"], ["SY-1", "SY-2", "SY-3"], ["a", "a"], ["b", "a", "b"], ["x"]):
+        text = pd.Series(cells, dtype="str")
+        assert duplicated(text).tolist() == text.duplicated(keep=False).tolist()
