@@ -19,6 +19,9 @@ one uvicorn worker) is started on it and timed through HTTP:
   requests per code, so nearly every lookup is a first one (the share of repeats is reported);
 - the bare app's `async def` endpoint under the same wrk settings, in the same rounds.
 
+Each round's figures are kept too (req/s, p99, the ratio to the bare app's round of the same
+number, and the 1-minute load average as it began): on a shared machine they vary a lot.
+
 Prints a table and writes `benchmarks/out/service_scale.json`.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -170,6 +174,7 @@ def measure(
                     f"[dim]{name} {size:,}: round {number + 1}/{args.rounds}, {scenario} …[/dim]"
                 )
                 settle(args.settle, console)
+                load = os.getloadavg()[0]
                 if scenario == "bare":
                     run = run_wrk(bare.base, ["/bare"], None, False, 32, 1, args.duration, folder)
                 else:
@@ -185,12 +190,21 @@ def measure(
                         folder,
                     )
                     run["repeats"] = max(0, run["requests"] - len(paths)) / max(run["requests"], 1)
+                run["load_average"] = load  # the 1-minute load average as the round began
                 rounds[scenario].append(run)
         result["peak_memory_mib"] = peak_rss_bytes(pid) / 2**20
     lookups = {s: sorted(r, key=lambda x: x["rps"])[(len(r) - 1) // 2] for s, r in rounds.items()}
     lookups_all = {s: [round(x["rps"]) for x in r] for s, r in rounds.items()}
     result["lookups"] = lookups
     result["lookups_rounds_rps"] = lookups_all
+    result["lookups_rounds_p99_ms"] = {
+        s: [round(x["p99_ms"], 1) for x in r] for s, r in rounds.items()
+    }
+    result["lookups_rounds_ratio"] = {
+        s: [round(x["rps"] / b["rps"], 2) for x, b in zip(rounds[s], rounds["bare"], strict=True)]
+        for s in ("anonymous", "supervisor")
+    }
+    result["lookups_rounds_load_average"] = [round(x["load_average"], 2) for x in rounds["bare"]]
     for scenario in ("anonymous", "supervisor"):
         result[f"ratio_{scenario}"] = lookups[scenario]["rps"] / lookups["bare"]["rps"]
     return result
@@ -257,7 +271,10 @@ def _row(console: Console, run: dict[str, Any]) -> None:
         f"whole year {whole['anonymous']:.2f}/{whole['supervisor']:.2f} s, "
         f"lookups {lookups['anonymous']['rps']:.0f}/{lookups['supervisor']['rps']:.0f} req/s "
         f"(bare {lookups['bare']['rps']:.0f}): "
-        f"{run['ratio_anonymous']:.2f}×/{run['ratio_supervisor']:.2f}×"
+        f"{run['ratio_anonymous']:.2f}×/{run['ratio_supervisor']:.2f}×; round by round: "
+        f"anonymous {run['lookups_rounds_ratio']['anonymous']}× "
+        f"p99 {run['lookups_rounds_p99_ms']['anonymous']} ms, "
+        f"load average {run['lookups_rounds_load_average']}"
     )
 
 
