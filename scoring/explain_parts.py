@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from json.encoder import encode_basestring
 from typing import Any
 
 import pandas as pd
@@ -156,11 +157,12 @@ def own_parts(institution: str, findings: list[Found], force: RulesInForce) -> s
 
 
 class Explainer:
-    """Joins a snapshot's shared parts with a row's own parts into its `Explanation`.
+    """Joins a snapshot's shared parts with a row's own parts into its `Explanation`, or
+    straight into the JSON text the model would write (a supervisor's lookup answers with it).
 
-    Made once per snapshot: an indicator with no finding (most of them) is the same model for
-    every institution that kept the same points, so it is made once and shared (the models are
-    frozen)."""
+    Made once per snapshot: an indicator with no finding (most of them) is the same model, and
+    the same text, for every institution that kept the same points, so it is made once and
+    shared (the models are frozen)."""
 
     def __init__(self, shared: str) -> None:
         parts = json.loads(shared)
@@ -172,6 +174,24 @@ class Explainer:
         self.indicators: list[dict[str, Any]] = parts["indicators"]
         self.vetoes: list[dict[str, Any]] = parts["vetoes"]
         self._unfound: dict[tuple[int, int], IndicatorExplanation] = {}
+        self._written: dict[tuple[int, int], str] = {}
+        self._head = f',"year":{int(self.year)},"scale":{_q(self.scale)},"score":'
+        self._tail = (
+            f',"ruleset_version":{_q(self.ruleset_version)},"rules_hash":{_q(self.rules_hash)},'
+            '"input_digest":'
+        )
+        self._indicator_heads = [
+            f'{{"code":{_q(i["code"])},"number":{int(i["number"])},"title":{_q(i["title"])},'
+            f'"reference":{_q(i["reference"])},"status":{_q(i["status"])},'
+            f'"mode":{_q(i["mode"])},"unit":{_opt(i["unit"])},"deduction":{_opt(i["deduction"])},'
+            f'"points":{int(i["points"])},"kept":'
+            for i in self.indicators
+        ]
+        self._veto_heads = [
+            f'{{"code":{_q(v["code"])},"title":{_q(v["title"])},'
+            f'"reference":{_q(v["reference"])},"status":{_q(v["status"])},"findings":['
+            for v in self.vetoes
+        ]
 
     def explanation(self, row: Mapping[str, Any], kept: Mapping[str, int], own: str) -> Explanation:
         """`row` a snapshot row (uscc, name, score, grade, vetoed), `kept` its points kept by
@@ -206,6 +226,44 @@ class Explainer:
             input_digest=parts["input_digest"],
         )
 
+    def json(self, row: Mapping[str, Any], kept: Mapping[str, int], own: str) -> str:
+        """`explanation(row, kept, own).model_dump_json()`, written from the parts as text."""
+        parts = json.loads(own)
+        found: dict[str, list[dict[str, Any]]] = parts["findings"]
+        grade = str(row["grade"])
+        vetoes = ",".join(
+            head + ",".join(map(_cite_text, found[v["code"]])) + "]}"
+            for v, head in zip(self.vetoes, self._veto_heads, strict=True)
+            if v["code"] in found
+        )
+        written = [
+            f'{{"uscc":{_q(row["uscc"])},"name":{_q(row["name"])}{self._head}{int(row["score"])},'
+            f'"grade":{_q(grade)},"grade_label":{_q(self.labels[grade])},'
+            f'"vetoed":{"true" if row["vetoed"] else "false"},"vetoes":[{vetoes}],"indicators":['
+        ]
+        for index, i in enumerate(self.indicators):
+            code = i["code"]
+            points = int(kept[code])
+            cited = found.get(code)
+            if cited is None:
+                piece = self._written.get((index, points))
+                if piece is None:
+                    piece = self._written[(index, points)] = self._indicator_text(index, points, [])
+            else:
+                piece = self._indicator_text(index, points, cited)
+            written.append("," + piece if index else piece)
+        not_counted = ",".join(
+            f'{{"finding":{_cite_text(n["finding"])},"reason":{_q(n["reason"])}}}'
+            for n in parts["not_counted"]
+        )
+        written.append(f'],"not_counted":[{not_counted}]{self._tail}{_q(parts["input_digest"])}}}')
+        return "".join(written)
+
+    def _indicator_text(self, index: int, kept: int, cited: list[dict[str, Any]]) -> str:
+        lost = int(self.indicators[index]["points"]) - kept
+        findings = ",".join(map(_cite_text, cited))
+        return f'{self._indicator_heads[index]}{kept},"lost":{lost},"findings":[{findings}]}}'
+
     def _indicator(
         self, index: int, kept: int, findings: list[FindingCited] | None
     ) -> IndicatorExplanation:
@@ -221,6 +279,26 @@ class Explainer:
         return IndicatorExplanation.model_construct(
             **i, kept=kept, lost=i["points"] - kept, findings=findings
         )
+
+
+def _q(text: str) -> str:
+    return str(encode_basestring(text))
+
+
+def _opt(value: str | int | None) -> str:
+    if value is None:
+        return "null"
+    return _q(value) if isinstance(value, str) else str(int(value))
+
+
+def _cite_text(cite: dict[str, Any]) -> str:
+    """A cited finding as `FindingCited`'s JSON (its fields in the model's order)."""
+    return (
+        f'{{"finding_id":{_q(cite["finding_id"])},"occurred_on":{_q(cite["occurred_on"])},'
+        f'"count":{int(cite["count"])},"source":{_q(cite["source"])},'
+        f'"reference":{_q(cite["reference"])},"status":{_q(cite["status"])},'
+        f'"note":{_q(cite["note"])}}}'
+    )
 
 
 def _cited(cite: dict[str, Any]) -> FindingCited:

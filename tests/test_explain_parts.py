@@ -25,11 +25,15 @@ RULES = load_rules()
 def stored_explanations(
     institutions: pd.DataFrame, findings: pd.DataFrame, year: int
 ) -> Iterator[Explanation]:
-    """Each rated institution's explanation as a snapshot stores it and serves it again."""
+    """Each rated institution's explanation as a snapshot stores it and serves it again: joined
+    into the model, and written as text (checked to be the model's JSON)."""
     header, rows = rate_rows(institutions, findings, RULES, year, "four")
     explainer = Explainer(header["explanation_parts"])
     for row in rows:
-        yield explainer.explanation(row, json.loads(row["points"]), row["explanation"])
+        kept = json.loads(row["points"])
+        explanation = explainer.explanation(row, kept, row["explanation"])
+        assert explainer.json(row, kept, row["explanation"]) == explanation.model_dump_json()
+        yield explanation
 
 
 def _both(institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> None:

@@ -9,11 +9,13 @@ served for a generation only once a query begun after that reading confirmed its
 correction is therefore seen by the very next request, as without memory; and when the
 generation cannot be read (PostgreSQL unreachable), nothing is served from here.
 
-What is kept: each row but its explanation (as `snapshots.grades_of` reads it; explanations
-are most of a snapshot's bytes, and only supervisors and analysts see them: they are read by
-their primary key when asked for), within `published_memory` bytes (`CREDIT_PUBLISHED_MEMORY`,
-counting `ROW_OVERHEAD` per row); the least recently used year is dropped first, and a year
-larger than the whole budget is never kept (it is read from the database).
+What is kept: each row (as `snapshots.grades_of` reads it) and, for a snapshot that stores its
+explanations in parts (`scoring.explain_parts`), each row's own parts, a few hundred bytes,
+from which an explanation is written without a query; an explanation stored whole (snapshots
+before migration 0007, kilobytes each) is read by its primary key when asked for. All within
+`published_memory` bytes (`CREDIT_PUBLISHED_MEMORY`, counting `ROW_OVERHEAD` per row and the
+own parts' length); the least recently used year is dropped first, and a year larger than the
+whole budget is never kept (it is read from the database).
 
 `FastLookups` answers `GET /v1/ratings/{year}/{uscc}` (no query) for a year kept here, before
 FastAPI's routing and dependencies, which cost many times the lookup: with the very answer the
@@ -45,6 +47,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring import uscc as uscc_check
 from scoring.errors import ScoringError
+from scoring.explain_parts import Explainer
 from scoring.lift import lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
 from service.api.caches.memory import ReadCache
@@ -66,18 +69,21 @@ EXPLAINERS = (Role.SUPERVISOR, Role.ANALYST)
 EXPLANATION = "SELECT explanation FROM snapshot_rows WHERE snapshot_id = ? AND uscc = ?"
 
 ROW_OVERHEAD = 900
-"""Bytes counted per row kept, besides its compressed explanation (a dict of nine values)."""
+"""Bytes counted per row kept, besides its explanation's own parts (a dict of nine values)."""
 
 
 @dataclass
 class PublishedYear:
     """A year's published snapshot and its rows (but their explanations), best first
-    (`snapshots.grades_of`) and by code."""
+    (`snapshots.grades_of`) and by code; with the rows' own parts of their explanations and
+    what joins them, when the snapshot stores them in parts."""
 
     snapshot: snapshots.Snapshot
     rows: list[dict[str, Any]]
     by_uscc: dict[str, dict[str, Any]]
     size: int
+    owns: dict[str, str] | None = None  # each row's own parts, by code
+    explainer: Explainer | None = None
     checked: Hashable | None = None  # the generation at which it was confirmed published
     meta: bytes | None = None  # its SnapshotPublic JSON, made once with the service's settings
     force: RulesInForce | None = None  # the rules in force for the year, once
@@ -156,12 +162,27 @@ class PublishedYears:
 
     def _load(self, conn: Any, snap: snapshots.Snapshot) -> PublishedYear | None:
         rows = snapshots.grades_of(conn, snap)
-        size = ROW_OVERHEAD * len(rows)
+        owns = None
+        if snap.explanation_parts is not None:
+            owns = {
+                uscc: own
+                for uscc, own in conn.execute(
+                    select(snapshot_rows.c.uscc, snapshot_rows.c.explanation).where(
+                        snapshot_rows.c.snapshot_id == snap.id
+                    )
+                )
+            }
+        size = ROW_OVERHEAD * len(rows) + sum(map(len, (owns or {}).values()))
         if size > self.budget:
             self._too_big.add(snap.id)
             return None
         return PublishedYear(
-            snapshot=snap, rows=rows, by_uscc={r["uscc"]: r for r in rows}, size=size
+            snapshot=snap,
+            rows=rows,
+            by_uscc={r["uscc"]: r for r in rows},
+            size=size,
+            owns=owns,
+            explainer=Explainer(snap.explanation_parts) if snap.explanation_parts else None,
         )
 
     def explanation(self, entry: PublishedYear, uscc: str) -> str:
@@ -407,16 +428,23 @@ class FastLookups:
         await send({"type": "http.response.body", "body": answer})
 
     def _explained(self, entry: PublishedYear, row: dict[str, Any]) -> bytes:
-        """The explanation and lift members of the answer, and its closing brace."""
-        stored = self.years.explanation(entry, row["uscc"])
-        explained = snapshots.explained(entry.snapshot, {**row, "explanation": stored})
+        """The explanation and lift members of the answer, and its closing brace: written from
+        the parts kept in memory, or read whole from the database (then in a thread)."""
+        if entry.owns is not None and entry.explainer is not None:
+            own, kept = entry.owns[row["uscc"]], json.loads(row["points"])
+            explained = entry.explainer.explanation(row, kept, own)
+            written = entry.explainer.json(row, kept, own).encode("utf-8")
+        else:
+            stored = self.years.explanation(entry, row["uscc"])
+            explained = snapshots.explained(entry.snapshot, {**row, "explanation": stored})
+            written = explained.__pydantic_serializer__.to_json(explained)
         force = entry.force
         same = force is not None and force.content_hash == entry.snapshot.rules_hash
         lifted = lift(explained, force.bands) if force is not None and same else None
         return b"".join(
             [
                 b',"explanation":',
-                explained.__pydantic_serializer__.to_json(explained),
+                written,
                 b',"lift":',
                 b"null" if lifted is None else lifted.__pydantic_serializer__.to_json(lifted),
                 b"}",
@@ -479,9 +507,12 @@ class FastLookups:
         if who is not None and who.role in EXPLAINERS:
             if entry.force is None:
                 entry.force = in_force(state.rules, snap)
-            # In a thread: what lifts the grade can take a while to work out (scoring.lift),
-            # and the event loop keeps answering the others meanwhile.
-            parts.append(await run_in_threadpool(self._explained, entry, row))
+            # From memory at once; an explanation stored whole is read in a thread, so the
+            # event loop keeps answering the others meanwhile.
+            if entry.owns is not None:
+                parts.append(self._explained(entry, row))
+            else:
+                parts.append(await run_in_threadpool(self._explained, entry, row))
         else:
             parts.append(b',"explanation":null,"lift":null}')
         answer = b"".join(parts)
