@@ -163,8 +163,8 @@ def read_columns(path: Path) -> tuple[Raw | None, ProblemList]:
     ):
         return read_raw(path)
 
-    def read(position: int) -> pd.Series:
-        table = handle.read(columns=[names[position]], use_pandas_metadata=True)
+    def read(position: int) -> pd.Series:  # a handle of its own: read on another thread too
+        table = pq.ParquetFile(path).read(columns=[names[position]], use_pandas_metadata=True)
         frame = table.to_pandas(date_as_object=False)
         return frame.iloc[:, 0].reset_index(drop=True)
 

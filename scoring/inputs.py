@@ -33,6 +33,7 @@ import difflib
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -203,6 +204,11 @@ class RawColumns:
     column when it is checked, and `release` forgets it once checked, so only the columns a
     caller keeps (`validate`'s `keep`) outlive their check. Otherwise like the raw frame it
     stands for: `columns` the header as written, `index` the row numbers, `len` the rows.
+
+    Told the order the columns will be asked for (`expect`), it reads the next one on another
+    thread while the current one is checked (Arrow reads without the interpreter's lock), so
+    reading costs little more time than reading the whole file at once did; an error reading
+    it is raised when that column is asked for.
     """
 
     def __init__(
@@ -212,6 +218,13 @@ class RawColumns:
         self.index = rows
         self._read = read
         self._held: dict[int, pd.Series] = {}
+        self._expected: list[int] = []
+        self._coming: dict[int, Future[pd.Series]] = {}
+        self._reader: ThreadPoolExecutor | None = None
+
+    def expect(self, positions: Iterable[int]) -> None:
+        """The positions of the columns that will be asked for, in that order."""
+        self._expected = list(positions)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -223,11 +236,25 @@ class RawColumns:
     def column(self, position: int) -> pd.Series:
         """The column at `position` (read once, held until released), with a RangeIndex."""
         if position not in self._held:
-            self._held[position] = self._read(position)
+            coming = self._coming.pop(position, None)
+            self._held[position] = coming.result() if coming else self._read(position)
+            self._read_next(after=position)
         return self._held[position]
 
     def release(self, position: int) -> None:
         self._held.pop(position, None)
+
+    def _read_next(self, *, after: int) -> None:
+        """Start reading the column expected after `after` (one at a time: memory)."""
+        if after not in self._expected or self._coming:
+            return
+        rest = self._expected[self._expected.index(after) + 1 :]
+        following = next((p for p in rest if p not in self._held), None)
+        if following is None:
+            return
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-column")
+        self._coming[following] = self._reader.submit(self._read, following)
 
 
 Raw = pd.DataFrame | RawColumns
@@ -408,6 +435,8 @@ class _Table:
         self.chinese = False
         self._raw = raw.reset_index(drop=True) if isinstance(raw, pd.DataFrame) else raw
         self._at = self._check_header(raw)
+        if isinstance(raw, RawColumns):
+            raw.expect(self._at.values())  # checked in the contract's order
 
     def _check_header(self, raw: Raw) -> dict[str, int]:
         """Each contract column's position in the raw table, in contract order; header problems
