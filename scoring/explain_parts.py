@@ -174,7 +174,8 @@ class Explainer:
         self.indicators: list[dict[str, Any]] = parts["indicators"]
         self.vetoes: list[dict[str, Any]] = parts["vetoes"]
         self._unfound: dict[tuple[int, int], IndicatorExplanation] = {}
-        self._written: dict[tuple[int, int], str] = {}
+        self._points: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {}
+        self._index = {i["code"]: index for index, i in enumerate(self.indicators)}
         self._head = f',"year":{int(self.year)},"scale":{_q(self.scale)},"score":'
         self._tail = (
             f',"ruleset_version":{_q(self.ruleset_version)},"rules_hash":{_q(self.rules_hash)},'
@@ -193,9 +194,10 @@ class Explainer:
             for v in self.vetoes
         ]
 
-    def explanation(self, row: Mapping[str, Any], kept: Mapping[str, int], own: str) -> Explanation:
-        """`row` a snapshot row (uscc, name, score, grade, vetoed), `kept` its points kept by
-        indicator code, `own` its own parts (`own_parts`)."""
+    def explanation(self, row: Mapping[str, Any], own: str) -> Explanation:
+        """`row` a snapshot row (uscc, name, score, grade, vetoed, points), `own` its own parts
+        (`own_parts`)."""
+        kept = self._kept(row["points"])[0]
         parts = json.loads(own)
         cited = {code: [_cited(c) for c in found] for code, found in parts["findings"].items()}
         grade = str(row["grade"])
@@ -226,8 +228,9 @@ class Explainer:
             input_digest=parts["input_digest"],
         )
 
-    def json(self, row: Mapping[str, Any], kept: Mapping[str, int], own: str) -> str:
-        """`explanation(row, kept, own).model_dump_json()`, written from the parts as text."""
+    def json(self, row: Mapping[str, Any], own: str) -> str:
+        """`explanation(row, own).model_dump_json()`, written from the parts as text."""
+        kept, unfound = self._kept(row["points"])
         parts = json.loads(own)
         found: dict[str, list[dict[str, Any]]] = parts["findings"]
         grade = str(row["grade"])
@@ -241,23 +244,35 @@ class Explainer:
             f'"grade":{_q(grade)},"grade_label":{_q(self.labels[grade])},'
             f'"vetoed":{"true" if row["vetoed"] else "false"},"vetoes":[{vetoes}],"indicators":['
         ]
-        for index, i in enumerate(self.indicators):
-            code = i["code"]
-            points = int(kept[code])
-            cited = found.get(code)
-            if cited is None:
-                piece = self._written.get((index, points))
-                if piece is None:
-                    piece = self._written[(index, points)] = self._indicator_text(index, points, [])
-            else:
-                piece = self._indicator_text(index, points, cited)
-            written.append("," + piece if index else piece)
+        indicators = list(unfound)
+        for code, cited in found.items():
+            index = self._index.get(code)
+            if index is not None:  # else a veto's
+                text = self._indicator_text(index, kept[code], cited)
+                indicators[index] = "," + text if index else text
+        written.append("".join(indicators))
         not_counted = ",".join(
             f'{{"finding":{_cite_text(n["finding"])},"reason":{_q(n["reason"])}}}'
             for n in parts["not_counted"]
         )
         written.append(f'],"not_counted":[{not_counted}]{self._tail}{_q(parts["input_digest"])}}}')
         return "".join(written)
+
+    def _kept(self, points: str) -> tuple[dict[str, int], tuple[str, ...]]:
+        """A row's points kept by indicator code (its stored `points` JSON), and each
+        indicator's text with no finding for them: most institutions keep the same points, so
+        each is made once."""
+        known = self._points.get(points)
+        if known is None:
+            kept = {code: int(value) for code, value in json.loads(points).items()}
+            unfound = tuple(
+                ("," if index else "") + self._indicator_text(index, kept[i["code"]], [])
+                for index, i in enumerate(self.indicators)
+            )
+            known = (kept, unfound)
+            if len(self._points) < 10_000:
+                self._points[points] = known
+        return known
 
     def _indicator_text(self, index: int, kept: int, cited: list[dict[str, Any]]) -> str:
         lost = int(self.indicators[index]["points"]) - kept

@@ -4,7 +4,6 @@ taken row by row as the rows are made is `integrity.content_hash` of the finishe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import date
 
@@ -30,9 +29,8 @@ def stored_explanations(
     header, rows = rate_rows(institutions, findings, RULES, year, "four")
     explainer = Explainer(header["explanation_parts"])
     for row in rows:
-        kept = json.loads(row["points"])
-        explanation = explainer.explanation(row, kept, row["explanation"])
-        assert explainer.json(row, kept, row["explanation"]) == explanation.model_dump_json()
+        explanation = explainer.explanation(row, row["explanation"])
+        assert explainer.json(row, row["explanation"]) == explanation.model_dump_json()
         yield explanation
 
 

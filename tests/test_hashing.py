@@ -4,7 +4,6 @@ gathered into `scoring.hashing`; a change to any JSON form changes one of them."
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from scoring.explain_parts import Explainer
@@ -31,10 +30,7 @@ def test_the_sample_year_hashes_as_before() -> None:
     )
     # Stored before migration 0007: each explanation whole, no shared parts.
     explainer = Explainer(header["explanation_parts"])
-    whole = [
-        {**r, "explanation": explainer.explanation(r, json.loads(r["points"]), r["explanation"])}
-        for r in rows
-    ]
+    whole = [{**r, "explanation": explainer.explanation(r, r["explanation"])} for r in rows]
     stored_before = {**header, "explanation_parts": None}
     content = integrity.content_hash(
         stored_before, [{**r, "explanation": r["explanation"].model_dump_json()} for r in whole]

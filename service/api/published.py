@@ -431,9 +431,9 @@ class FastLookups:
         """The explanation and lift members of the answer, and its closing brace: written from
         the parts kept in memory, or read whole from the database (then in a thread)."""
         if entry.owns is not None and entry.explainer is not None:
-            own, kept = entry.owns[row["uscc"]], json.loads(row["points"])
-            explained = entry.explainer.explanation(row, kept, own)
-            written = entry.explainer.json(row, kept, own).encode("utf-8")
+            own = entry.owns[row["uscc"]]
+            explained = entry.explainer.explanation(row, own)
+            written = entry.explainer.json(row, own).encode("utf-8")
         else:
             stored = self.years.explanation(entry, row["uscc"])
             explained = snapshots.explained(entry.snapshot, {**row, "explanation": stored})

@@ -9,7 +9,6 @@ hashes that prove nothing was altered in `service.ratings.integrity`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,7 +153,7 @@ def explained(snapshot: Snapshot, row: Mapping[str, Any]) -> Explanation:
     if snapshot.explanation_parts is None:
         return Explanation.model_validate_json(row["explanation"])
     explainer = _explainer(snapshot.explanation_parts)
-    return explainer.explanation(row, json.loads(row["points"]), row["explanation"])
+    return explainer.explanation(row, row["explanation"])
 
 
 @lru_cache(maxsize=16)
