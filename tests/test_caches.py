@@ -425,6 +425,23 @@ def test_a_key_revoked_by_another_process_is_refused_by_the_next_request(
     assert http.get(lookup, headers={"X-API-Key": key}).status_code == 401
 
 
+def test_a_route_refuses_a_key_revoked_before_the_request_it_remembered(
+    live: Live, http: httpx.Client
+) -> None:
+    """A route's access rule looks the key up with the generation read for its request: a key
+    remembered from earlier requests, revoked since, is refused."""
+    with writing(live.engine) as conn:
+        key = keys.create(conn, role=Role.ANALYST, name="revoked between requests")
+        key_id = conn.execute(
+            select(api_keys.c.id).where(api_keys.c.name == "revoked between requests")
+        ).scalar_one()
+    for _ in range(2):  # the second is answered with the key's holder from memory
+        assert http.get("/v1/findings?limit=1", headers={"X-API-Key": key}).status_code == 200
+    with writing(live.engine) as conn:
+        assert keys.revoke(conn, key_id=key_id)
+    assert http.get("/v1/findings?limit=1", headers={"X-API-Key": key}).status_code == 401
+
+
 def test_each_caller_gets_the_answer_for_its_own_key(
     live: Live, http: httpx.Client, published: str
 ) -> None:

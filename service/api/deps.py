@@ -8,7 +8,7 @@ one without either, so a new route cannot be exposed by forgetting it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet
 from service.api import keys
 from service.api.caches.memory import ReadCache
+from service.api.caches.responses import GENERATION
 from service.api.keys import Principal, Role
 from service.api.schemas import NO_NUL
 from service.core.database import reading
@@ -73,13 +74,20 @@ LOOKED_UP = "credit.principal"
 access rule does not look the same key up again."""
 
 
-async def find_principal(cache: ReadCache, engine: Engine, key: str) -> Principal | None:
+async def find_principal(
+    cache: ReadCache, engine: Engine, key: str, generation: Hashable | None = None
+) -> Principal | None:
     """The holder of `key` (None: unknown or revoked), from memory unless the database changed.
+
+    `generation`: one the response cache read for this very request (`GENERATION` in its scope:
+    read after the request arrived, so a revocation committed before it is seen); without it,
+    the generation is read here.
 
     The engine and cache are taken from app.state directly, not as sub-dependencies: each
     dependency costs FastAPI more to solve than this whole function on a cache hit.
     """
-    generation = await cache.generation()
+    if generation is None:
+        generation = await cache.generation()
     principal: Principal | None = cache.get(("key", key))
     if principal is None:
         principal = await run_in_threadpool(_lookup, engine, key)
@@ -97,7 +105,8 @@ async def _principal(request: Request, key: str | None) -> Principal | None:
         principal = known[1]
     else:
         state = request.app.state
-        principal = await find_principal(state.cache, state.engine, key)
+        generation = request.scope.get(GENERATION)
+        principal = await find_principal(state.cache, state.engine, key, generation)
     if principal is None:
         raise HTTPException(401, "Invalid or revoked API key")
     return principal
