@@ -156,8 +156,12 @@ def _columns(frame: pd.DataFrame, present: list[str]) -> list[list[Any]]:
             column = column.dt.strftime("%Y-%m-%d")
         elif name == "count":
             column = column.astype("int64")
-        values = column.tolist()  # Python values, but in a column of objects
-        columns.append([_plain(v) for v in values] if column.dtype == object else values)
+        values = column.tolist()  # Python values, but a column of objects may hold numpy's
+        if column.dtype == object and any(
+            issubclass(k, np.generic) for k in set(map(type, values))
+        ):
+            values = [_plain(v) for v in values]
+        columns.append(values)
     return columns
 
 

@@ -132,28 +132,27 @@ class YearInputs:
 
 def own_parts(institution: str, findings: list[Found], force: RulesInForce) -> str:
     """An institution's own parts of its explanation, as JSON: `institution` its record's line
-    (`scoring.explain.record_lines`), `findings` those dated in the year, with their lines."""
-    cited: dict[str, list[dict[str, Any]]] = {}
+    (`scoring.explain.record_lines`), `findings` those dated in the year, with their lines.
+
+    `{"findings": {code: [finding, …]}, "not_counted": [{"finding": …, "reason": …}],
+    "input_digest": …}`, each finding as `FindingCited` writes it; written as text directly (a
+    city's year writes one per institution)."""
+    cited: dict[str, list[str]] = {}
     not_counted = []
     for record, _line in findings:
         occurred_on = date.fromisoformat(record["occurred_on"])
-        status = str(record["status"])
-        cite = {
-            "finding_id": str(record["finding_id"]),
-            "occurred_on": occurred_on.isoformat(),
-            "count": int(record["count"]),
-            "source": str(record["source"]),
-            "reference": str(record["reference"]),
-            "status": status,
-            "note": str(record["note"]),
-        }
-        reason = not_counted_reason(status, occurred_on, force)
+        cite = _cite_text({**record, "occurred_on": occurred_on.isoformat()})
+        reason = not_counted_reason(str(record["status"]), occurred_on, force)
         if reason is not None:
-            not_counted.append({"finding": cite, "reason": reason})
+            not_counted.append(f'{{"finding":{cite},"reason":{_q(reason)}}}')
         else:
-            cited.setdefault(record["indicator"], []).append(cite)
+            cited.setdefault(str(record["indicator"]), []).append(cite)
     digest = digest_of_lines(force.year, [institution], [line for _record, line in findings])
-    return canonical_json({"findings": cited, "not_counted": not_counted, "input_digest": digest})
+    found = ",".join(f"{_q(code)}:[{','.join(cites)}]" for code, cites in cited.items())
+    return (
+        f'{{"findings":{{{found}}},"not_counted":[{",".join(not_counted)}],'
+        f'"input_digest":{_q(digest)}}}'
+    )
 
 
 class Explainer:
@@ -306,13 +305,13 @@ def _opt(value: str | int | None) -> str:
     return _q(value) if isinstance(value, str) else str(int(value))
 
 
-def _cite_text(cite: dict[str, Any]) -> str:
+def _cite_text(cite: Mapping[str, Any]) -> str:
     """A cited finding as `FindingCited`'s JSON (its fields in the model's order)."""
     return (
-        f'{{"finding_id":{_q(cite["finding_id"])},"occurred_on":{_q(cite["occurred_on"])},'
-        f'"count":{int(cite["count"])},"source":{_q(cite["source"])},'
-        f'"reference":{_q(cite["reference"])},"status":{_q(cite["status"])},'
-        f'"note":{_q(cite["note"])}}}'
+        f'{{"finding_id":{_q(str(cite["finding_id"]))},'
+        f'"occurred_on":{_q(str(cite["occurred_on"]))},"count":{int(cite["count"])},'
+        f'"source":{_q(str(cite["source"]))},"reference":{_q(str(cite["reference"]))},'
+        f'"status":{_q(str(cite["status"]))},"note":{_q(str(cite["note"]))}}}'
     )
 
 

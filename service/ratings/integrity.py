@@ -34,6 +34,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ class ContentHasher:
         uscc = row["uscc"]
         if self._last is not None and not uscc > self._last:
             raise ValueError(f"rows out of uscc order: {uscc} after {self._last}")
-        text = canonical_json(_hashed_row(row))
+        text = _row_text(row) if _plain_row(row) else canonical_json(_hashed_row(row))
         self._digest.update((text if self._last is None else "," + text).encode("utf-8"))
         self._last = uscc
 
@@ -109,6 +110,37 @@ class ContentHasher:
 HEADER_FIELDS = ("year", "scale", "ruleset_version", "rules_hash", "input_digest")
 OPTIONAL_HEADER_FIELDS = ("not_rated", "explanation_parts")
 """JSON a header holds when it has them (migrations 0006, 0007): hashed as the data it is."""
+
+
+_TEXT_FIELDS = ("explanation", "grade", "licence_no", "name", "points", "uscc", "vetoes")
+
+
+def _plain_row(r: dict[str, Any]) -> bool:
+    """Whether `_row_text` writes the row as `canonical_json` would: the types it expects."""
+    return (
+        all(type(r[f]) is str for f in _TEXT_FIELDS)
+        and type(r["score"]) is int
+        and type(r["vetoed"]) is bool
+        and (not r.get("status") or type(r["status"]) is str)
+    )
+
+
+def _row_text(r: dict[str, Any]) -> str:
+    """`canonical_json(_hashed_row(r))` (keys sorted, compact), written directly: a national
+    year hashes a row for each institution."""
+    status = r.get("status")
+    return (
+        f'{{"explanation":{_quoted(r["explanation"])},"grade":{_quoted(r["grade"])},'
+        f'"licence_no":{_quoted(r["licence_no"])},"name":{_quoted(r["name"])},'
+        f'"points":{_quoted(r["points"])},"score":{int.__repr__(r["score"])},'
+        + (f'"status":{_quoted(status)},' if status else "")
+        + f'"uscc":{_quoted(r["uscc"])},"vetoed":{"true" if r["vetoed"] else "false"},'
+        f'"vetoes":{_quoted(r["vetoes"])}}}'
+    )
+
+
+def _quoted(text: str) -> str:
+    return str(encode_basestring(text))
 
 
 def _hashed_row(r: dict[str, Any]) -> dict[str, Any]:
