@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 import openpyxl
 import openpyxl.xml.functions
 import pandas as pd
@@ -48,7 +49,7 @@ from openpyxl.xml.constants import SHEET_MAIN_NS
 
 from scoring.errors import InputError, Problem
 from scoring.i18n import N_, _
-from scoring.inputs import Raw, RawColumns, validate
+from scoring.inputs import ENGLISH_NAMES, Raw, RawColumns, validate
 from scoring.limits import ReadLimits
 from scoring.problems import ProblemList, raise_problems
 from scoring.rules import RuleSet
@@ -142,6 +143,11 @@ def read_columns(path: Path) -> tuple[Raw | None, ProblemList]:
     Only for the command line's own files (no `max_decoded_bytes` limit): a column that cannot
     be read raises `pa.ArrowException` when it is asked for (`read_inputs` then reads again).
     """
+    if path.suffix.lower() == ".csv":
+        try:
+            return _read_csv_columns(path, str(path), DEFAULT_LIMITS, by_column=True)
+        except (OSError, _Refused):
+            return read_raw(path)  # says why, as for any file that cannot be read
     if path.suffix.lower() != ".parquet" or DEFAULT_LIMITS.max_decoded_bytes is not None:
         return read_raw(path)
     try:
@@ -205,6 +211,21 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
     Arrow parses the file (fast, keeps quoted line breaks); when some row has more or fewer
     cells than the header, Python's csv module reads it again to name those rows exactly.
     """
+    frame, problems = _read_csv_columns(path, file, limits)
+    if isinstance(frame, RawColumns):  # only when asked for `by_column`
+        raise TypeError(frame)
+    return frame, problems
+
+
+def _read_csv_columns(
+    path: Path, file: str, limits: ReadLimits, *, by_column: bool = False
+) -> tuple[Raw | None, ProblemList]:
+    """`_read_csv`; with `by_column`, a file read by Arrow (every name given) as `RawColumns`
+    handing out each column once and forgetting it once checked.
+
+    The file's bytes are let go once checked (encoding, header) and Arrow parses the file
+    itself, block by block: a city's 1.3 GB of findings is never held beside its columns.
+    """
     data = path.read_bytes()
     if not _is_utf8(data):
         return None, ProblemList([_encoding_problem(file, data)])
@@ -222,24 +243,26 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
     # Arrow splits big files into blocks at line breaks; only a quoted value can hold one, and
     # looking for them inside quotes halves the speed, so that is done only when needed.
     quoted_breaks = len(data) > _BLOCK and b'"' in data
+    del data  # read again by the exact reader, should it be needed
     parse = pacsv.ParseOptions(
         newlines_in_values=quoted_breaks, ignore_empty_lines=False, invalid_row_handler=skip
     )
     try:
         read = pacsv.ReadOptions(block_size=_BLOCK)
-        names = pacsv.open_csv(
-            pa.BufferReader(data), read_options=read, parse_options=parse
-        ).schema.names
+        with pa.OSFile(str(path)) as source:
+            names = pacsv.open_csv(source, read_options=read, parse_options=parse).schema.names
+        kinds = {
+            name: _CODED if by_column and _coded(name) else pa.large_string() for name in names
+        }
         convert = pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.large_string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
+            column_types=kinds, strings_can_be_null=False, quoted_strings_can_be_null=False
         )
-        table = pacsv.read_csv(
-            pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert
-        )
+        with pa.OSFile(str(path)) as source:
+            table = pacsv.read_csv(
+                source, read_options=read, parse_options=parse, convert_options=convert
+            )
     except pa.ArrowInvalid:
-        return _read_csv_exactly(data, file, limits)
+        return _read_csv_exactly(path.read_bytes(), file, limits)
     for row in ragged:  # Arrow counted the cells of each ragged row without making them
         if row.actual_columns > _COMMAS_PER_COLUMN * limits.max_columns:  # as the exact reader
             raise _Refused(
@@ -249,16 +272,59 @@ def _read_csv(path: Path, file: str, limits: ReadLimits) -> Read:
     _check_columns(len(names), limits)
     _check_rows(table.num_rows, limits)
     if ragged or len(set(names)) < len(names):
-        return _read_csv_exactly(data, file, limits)
+        return _read_csv_exactly(path.read_bytes(), file, limits)
     rows = np.arange(2, table.num_rows + 2)
     blank = np.ones(table.num_rows, dtype=bool)
     for column in table.columns:
-        blank &= np.asarray(pc.equal(pc.binary_length(column), 0).to_numpy(), dtype=bool)
+        blank &= _empty_cells(column)
     if blank.any():
         table, rows = table.filter(pa.array(~blank)), rows[~blank]
+    if by_column and all(str(name).strip() for name in names):  # no unnamed column to drop
+        columns: list[pa.ChunkedArray | None] = list(table.columns)
+        del table
+
+        def hand_out(position: int) -> pd.Series:
+            column = columns[position]
+            if column is None:
+                raise RuntimeError(f"column {position} was asked for after it was let go")
+            return column.cast(pa.large_string()).to_pandas()  # coded ones decoded
+
+        def forget(position: int) -> None:
+            columns[position] = None
+
+        return RawColumns(names, rows, hand_out, forget), ProblemList()
     frame = table.to_pandas()
     frame.index = rows
     return _drop_unnamed(frame, file), ProblemList()
+
+
+_CODED = pa.dictionary(pa.int32(), pa.large_string())
+"""How a column of few distinct values is parsed when read by column: each value once."""
+
+
+def _coded(name: str) -> bool:
+    """Whether the column `name` (either language) holds few distinct values: coded values,
+    dates, counts (a city's findings: a fifth of their memory as text)."""
+    shown = name.strip().lstrip("\ufeff").strip()
+    return ENGLISH_NAMES.get(shown, shown) in (
+        "indicator",
+        "occurred_on",
+        "count",
+        "source",
+        "status",
+    )
+
+
+def _empty_cells(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    """Which cells of a text column (plain or dictionary-encoded) are empty."""
+    empty = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
+        else:
+            lengths = pc.binary_length(chunk)
+        empty.append(np.asarray(pc.equal(lengths, 0).to_numpy(zero_copy_only=False), dtype=bool))
+    return np.concatenate(empty) if empty else np.zeros(0, dtype=bool)
 
 
 def _check_header_width(data: bytes, limits: ReadLimits) -> None:

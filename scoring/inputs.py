@@ -204,6 +204,8 @@ class RawColumns:
     column when it is checked, and `release` forgets it once checked, so only the columns a
     caller keeps (`validate`'s `keep`) outlive their check. Otherwise like the raw frame it
     stands for: `columns` the header as written, `index` the row numbers, `len` the rows.
+    `forget(position)`, when given, is told when a column is released (so its source can let
+    go of it too).
 
     Told the order the columns will be asked for (`expect`), it reads the next one on another
     thread while the current one is checked (Arrow reads without the interpreter's lock), so
@@ -212,11 +214,16 @@ class RawColumns:
     """
 
     def __init__(
-        self, columns: Iterable[str], rows: IntArray, read: Callable[[int], pd.Series]
+        self,
+        columns: Iterable[str],
+        rows: IntArray,
+        read: Callable[[int], pd.Series],
+        forget: Callable[[int], None] | None = None,
     ) -> None:
         self.columns = pd.Index(list(columns), dtype=object)
         self.index = rows
         self._read = read
+        self._forget = forget
         self._held: dict[int, pd.Series] = {}
         self._expected: list[int] = []
         self._coming: dict[int, Future[pd.Series]] = {}
@@ -243,6 +250,8 @@ class RawColumns:
 
     def release(self, position: int) -> None:
         self._held.pop(position, None)
+        if self._forget is not None:
+            self._forget(position)
 
     def _read_next(self, *, after: int) -> None:
         """Start reading the column expected after `after` (one at a time: memory)."""

@@ -91,6 +91,22 @@ def standing(
     return Standing(rated, _rows(findings, theirs), gone)
 
 
+def rated_part(rating: pd.DataFrame, institutions: pd.DataFrame) -> tuple[pd.DataFrame, Standing]:
+    """The rows of the rated institutions of `rating`, and the split of `institutions`.
+
+    `rating` rates every institution, closed ones too: row i is institution i, rated from its
+    own findings alone (`scoring.engine.rate`), so its rated rows are exactly the rating of
+    `standing(institutions, findings).rated` with their findings, without copying ten
+    million findings to leave out those of the few closed institutions. The split's
+    `findings` are empty: they are not needed to mark a rating (`marked`).
+    """
+    split = standing(institutions, pd.DataFrame({"uscc": pd.Series([], dtype="str")}))
+    if split.closed.empty:
+        return rating, split
+    closed = institutions["status"].eq(InstitutionStatus.closed).to_numpy(dtype=bool)
+    return rating[~closed].reset_index(drop=True), split
+
+
 def _rows(frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
     """`frame[keep].reset_index(drop=True)`, text columns filtered by Arrow (pandas' boolean
     indexing of ten million Arrow strings took twice as long)."""

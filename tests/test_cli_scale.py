@@ -168,3 +168,50 @@ def test_steps_draw_only_on_a_terminal_console() -> None:
             shown.advance(10)
         assert ("writing" in screen.getvalue()) is terminal
         assert (screen.getvalue() == "") is not terminal
+
+
+@pytest.mark.parametrize("year", [2022, 2023, 2024])
+def test_rating_every_institution_then_leaving_out_the_closed_is_rating_the_others(
+    year: int,
+) -> None:
+    """What `rate` does (`rated_part`, columns kept by `read_inputs(keep=…)`) gives the same
+    frame as splitting first (`standing`) and rating the rated institutions' findings."""
+    from scoring.engine import rate
+    from scoring.input_files import read_inputs
+    from scoring.shipped import load_rules
+    from scoring.standing import marked, rated_part
+    from service.cli.bulk import ENGINE_FINDING_COLUMNS, RATED_COLUMNS
+
+    rules = load_rules()
+    force = rules.in_force(year)
+    files = (GOLDEN / "institutions.csv", GOLDEN / "findings.csv")
+    institutions, findings = read_inputs(
+        *files, rules=rules, keep=(RATED_COLUMNS, ENGINE_FINDING_COLUMNS)
+    )
+    rating, split = rated_part(rate(institutions[["uscc", "name"]], findings, force), institutions)
+    assert not split.closed.empty  # the golden district has closed institutions
+    expected, _force = _rating(*files, year)
+    pd.testing.assert_frame_equal(marked(rating, split), expected)
+
+
+def test_block_writers_neutralise_as_the_exports_do() -> None:
+    from service.cli import bulk
+    from service.ratings import exports
+
+    assert bulk.FORMULA_STARTS == exports.FORMULA_STARTS
+    names = ["=cmd", "+1", "-x", "@a", "\tt", "\rr", "plain", 'a,"b"']
+    frame = pd.DataFrame({name: pd.Series([name], dtype="str") for name in names})
+    header = bulk.csv_header(frame).decode()
+    assert exports.csv_text(frame).startswith(header)
+
+
+def test_rate_imports_neither_the_database_nor_the_web_nor_calibration() -> None:
+    """`credit-rating rate` starts with what rating needs: the service is imported lazily."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "service.cli", "rate", "--year", "2023",
+         "--format", "csv"],
+        cwd=ROOT, capture_output=True, check=True,
+    )  # fmt: skip
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
+    for heavy in ("sqlalchemy", "fastapi", "uvicorn", "sklearn", "scipy", "service.api"):
+        assert heavy not in imported, heavy

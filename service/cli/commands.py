@@ -268,7 +268,7 @@ def rate(
     from scoring.engine import rate as rate_district
     from scoring.input_files import read_inputs
     from scoring.shipped import load_rules
-    from scoring.standing import marked, standing
+    from scoring.standing import marked, rated_part
     from service.cli import bulk
     from service.cli.bulk import ENGINE_FINDING_COLUMNS, RATED_COLUMNS
     from service.cli.stages import steps
@@ -285,9 +285,13 @@ def rate(
             institutions, findings, rules=ruleset, keep=(RATED_COLUMNS, ENGINE_FINDING_COLUMNS)
         )
         shown.step(_("rating {count:,} institutions").format(count=len(inst)))
-        split = standing(inst, found, checked=True)
-        del inst, found
-        rating = marked(rate_district(split.rated, split.findings, force), split)
+        # Closed institutions are rated too and their rows left out after: the same rows as
+        # rating the others, without copying the findings to leave out the closed ones'.
+        every = rate_district(inst[["uscc", "name"]], found, force)
+        del found
+        rating, split = rated_part(every, inst)
+        del every, inst
+        rating = marked(rating, split)
         del split
         if format is not Format.table:
             shown.step(_("writing {format}").format(format=format.value), total=len(rating))
