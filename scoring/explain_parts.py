@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -155,6 +155,44 @@ def own_parts(institution: str, findings: list[Found], force: RulesInForce) -> s
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    finding_id: str
+    count: int
+
+
+class _Veto(NamedTuple):
+    findings: list[_Counted]
+
+
+class _Indicator(NamedTuple):
+    code: str
+    findings: list[_Counted]
+    mode: str
+    points: int
+    deduction: int | None
+    kept: int
+
+
+class Figures(NamedTuple):
+    """An explanation's figures `scoring.lift` reads (its `Explained`), as plain tuples."""
+
+    grade: str
+    score: int
+    vetoed: bool
+    vetoes: list[_Veto]
+    indicators: list[_Indicator]
+
+
+class Kept(NamedTuple):
+    """A row's points kept by indicator code, and each indicator's text and figures for them
+    with no finding (`Explainer._kept`)."""
+
+    points: dict[str, int]
+    texts: tuple[str, ...]
+    figures: tuple[_Indicator, ...]
+
+
 class Explainer:
     """Joins a snapshot's shared parts with a row's own parts into its `Explanation`, or
     straight into the JSON text the model would write (a supervisor's lookup answers with it).
@@ -173,7 +211,8 @@ class Explainer:
         self.indicators: list[dict[str, Any]] = parts["indicators"]
         self.vetoes: list[dict[str, Any]] = parts["vetoes"]
         self._unfound: dict[tuple[int, int], IndicatorExplanation] = {}
-        self._points: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {}
+        self._points: dict[str, Kept] = {}
+        self._pieces: dict[tuple[int, int], tuple[str, _Indicator]] = {}
         self._index = {i["code"]: index for index, i in enumerate(self.indicators)}
         self._head = f',"year":{int(self.year)},"scale":{_q(self.scale)},"score":'
         self._tail = (
@@ -196,7 +235,7 @@ class Explainer:
     def explanation(self, row: Mapping[str, Any], own: str) -> Explanation:
         """`row` a snapshot row (uscc, name, score, grade, vetoed, points), `own` its own parts
         (`own_parts`)."""
-        kept = self._kept(row["points"])[0]
+        kept = self._kept(row["points"]).points
         parts = json.loads(own)
         cited = {code: [_cited(c) for c in found] for code, found in parts["findings"].items()}
         grade = str(row["grade"])
@@ -229,7 +268,7 @@ class Explainer:
 
     def json(self, row: Mapping[str, Any], own: str) -> str:
         """`explanation(row, own).model_dump_json()`, written from the parts as text."""
-        kept, unfound = self._kept(row["points"])
+        kept, unfound, _figures = self._kept(row["points"])
         parts = json.loads(own)
         found: dict[str, list[dict[str, Any]]] = parts["findings"]
         grade = str(row["grade"])
@@ -257,21 +296,50 @@ class Explainer:
         written.append(f'],"not_counted":[{not_counted}]{self._tail}{_q(parts["input_digest"])}}}')
         return "".join(written)
 
-    def _kept(self, points: str) -> tuple[dict[str, int], tuple[str, ...]]:
-        """A row's points kept by indicator code (its stored `points` JSON), and each
-        indicator's text with no finding for them: most institutions keep the same points, so
-        each is made once."""
+    def figures(self, row: Mapping[str, Any], own: str) -> Figures:
+        """What `scoring.lift` reads of `explanation(row, own)`, without building the models."""
+        unfound = self._kept(row["points"]).figures
+        found: dict[str, list[dict[str, Any]]] = json.loads(own)["findings"]
+        cited = {
+            code: [_Counted(c["finding_id"], int(c["count"])) for c in cites]
+            for code, cites in found.items()
+        }
+        indicators = list(unfound)
+        for code, counted in cited.items():
+            index = self._index.get(code)
+            if index is not None:  # else a veto's
+                indicators[index] = indicators[index]._replace(findings=counted)
+        return Figures(
+            grade=str(row["grade"]),
+            score=int(row["score"]),
+            vetoed=bool(row["vetoed"]),
+            vetoes=[_Veto(cited[v["code"]]) for v in self.vetoes if v["code"] in cited],
+            indicators=indicators,
+        )
+
+    def _kept(self, points: str) -> Kept:
+        """A row's points kept (its stored `points` JSON), with each indicator's text and
+        figures with no finding for them. Rows share a few values of each indicator, and many
+        rows the same points: each piece is made once, each row's points read once."""
         known = self._points.get(points)
         if known is None:
             kept = {code: int(value) for code, value in json.loads(points).items()}
-            unfound = tuple(
-                ("," if index else "") + self._indicator_text(index, kept[i["code"]], [])
-                for index, i in enumerate(self.indicators)
-            )
-            known = (kept, unfound)
+            pieces = [
+                self._piece(index, kept[i["code"]]) for index, i in enumerate(self.indicators)
+            ]
+            known = Kept(kept, tuple(p[0] for p in pieces), tuple(p[1] for p in pieces))
             if len(self._points) < 10_000:
                 self._points[points] = known
         return known
+
+    def _piece(self, index: int, kept: int) -> tuple[str, _Indicator]:
+        piece = self._pieces.get((index, kept))
+        if piece is None:
+            i = self.indicators[index]
+            text = self._indicator_text(index, kept, [])
+            figures = _Indicator(i["code"], [], i["mode"], int(i["points"]), i["deduction"], kept)
+            piece = self._pieces[(index, kept)] = ("," + text if index else text, figures)
+        return piece
 
     def _indicator_text(self, index: int, kept: int, cited: list[dict[str, Any]]) -> str:
         lost = int(self.indicators[index]["points"]) - kept

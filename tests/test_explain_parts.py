@@ -13,6 +13,7 @@ import pytest
 from scoring.explain import Explanation, explain_all
 from scoring.explain_parts import Explainer
 from scoring.input_files import read_inputs
+from scoring.lift import lift
 from scoring.shipped import SAMPLE_FINDINGS, SAMPLE_INSTITUTIONS, load_rules
 from scoring.synthetic import synthetic_district
 from service.ratings import integrity
@@ -28,9 +29,13 @@ def stored_explanations(
     into the model, and written as text (checked to be the model's JSON)."""
     header, rows = rate_rows(institutions, findings, RULES, year, "four")
     explainer = Explainer(header["explanation_parts"])
+    force = RULES.in_force(year, "four")
     for row in rows:
         explanation = explainer.explanation(row, row["explanation"])
         assert explainer.json(row, row["explanation"]) == explanation.model_dump_json()
+        assert lift(explainer.figures(row, row["explanation"]), force.bands) == lift(
+            explanation, force.bands
+        )
         yield explanation
 
 

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from scoring import uscc as uscc_check
 from scoring.errors import ScoringError
 from scoring.explain_parts import Explainer
-from scoring.lift import lift
+from scoring.lift import Explained, lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
 from service.api.caches.memory import ReadCache
 from service.api.caches.responses import GENERATION
@@ -430,14 +430,15 @@ class FastLookups:
     def _explained(self, entry: PublishedYear, row: dict[str, Any]) -> bytes:
         """The explanation and lift members of the answer, and its closing brace: written from
         the parts kept in memory, or read whole from the database (then in a thread)."""
+        explained: Explained
         if entry.owns is not None and entry.explainer is not None:
             own = entry.owns[row["uscc"]]
-            explained = entry.explainer.explanation(row, own)
+            explained = entry.explainer.figures(row, own)
             written = entry.explainer.json(row, own).encode("utf-8")
         else:
             stored = self.years.explanation(entry, row["uscc"])
-            explained = snapshots.explained(entry.snapshot, {**row, "explanation": stored})
-            written = explained.__pydantic_serializer__.to_json(explained)
+            model = snapshots.explained(entry.snapshot, {**row, "explanation": stored})
+            explained, written = model, model.__pydantic_serializer__.to_json(model)
         force = entry.force
         same = force is not None and force.content_hash == entry.snapshot.rules_hash
         lifted = lift(explained, force.bands) if force is not None and same else None
