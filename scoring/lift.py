@@ -11,23 +11,34 @@ gives back the units' deductions above its cap (points lost stay capped at the i
 points); an all-or-nothing indicator gives back its points only when every finding under it is
 revoked; a veto lifts only when every veto finding is revoked, and until then no score can
 lift the grade.
+
+This runs on every supervisor lookup, so the smallest sets are counted, not enumerated (an
+institution with a hundred findings has more sets of the least size than could ever be tried).
+What an indicator gives back depends only on how many of its findings are revoked and on the
+units left under it, and the units left matter only up to the indicator's cap; so the sets are
+counted by a knapsack over indicators whose states are (findings revoked, points given back),
+and the first MAX_SETS sets are listed by a depth-first search that enters only branches able
+to reach the next grade with the findings still to choose. Both are exact, and bounded by the
+number of findings, the grade's points and MAX_SETS, never by the number of sets.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.explain import Explanation, FindingCited, IndicatorExplanation
 from scoring.rules import Band
 
 MAX_SETS = 10
 """Sets listed at most (all of the smallest size are counted)."""
 
 MAX_TRIES = 2_000
-"""Combinations tried at most before the search settles for a set it can prove suffices."""
+"""Combinations tried at most by the enumeration kept for explanations the counting does not
+cover (a finding id twice, or points that do not follow the measure), before it settles for a
+set it can prove suffices."""
 
 
 class _Model(BaseModel):
@@ -54,7 +65,57 @@ class Lift(_Model):
     exhaustive: bool  # False when the search stopped at MAX_TRIES (then the sets suffice)
 
 
-def lift(explanation: Explanation, bands: Sequence[Band]) -> Lift:
+class CitedFinding(Protocol):
+    """A finding as `lift` reads it (`scoring.explain.FindingCited` is one)."""
+
+    @property
+    def finding_id(self) -> str: ...
+
+
+class CountedFinding(CitedFinding, Protocol):
+    @property
+    def count(self) -> int: ...
+
+
+class ExplainedVeto(Protocol):
+    @property
+    def findings(self) -> Sequence[CitedFinding]: ...
+
+
+class ExplainedIndicator(Protocol):
+    """An indicator as `lift` reads it (`scoring.explain.IndicatorExplanation` is one)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def findings(self) -> Sequence[CountedFinding]: ...
+    @property
+    def mode(self) -> str: ...  # all | per
+    @property
+    def points(self) -> int: ...
+    @property
+    def deduction(self) -> int | None: ...
+    @property
+    def kept(self) -> int: ...
+
+
+class Explained(Protocol):
+    """What `lift` reads of an explanation: `scoring.explain.Explanation`, or any lighter
+    object with these attributes (a caller holding the figures need not build the model)."""
+
+    @property
+    def grade(self) -> str: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def vetoed(self) -> bool: ...
+    @property
+    def vetoes(self) -> Sequence[ExplainedVeto]: ...
+    @property
+    def indicators(self) -> Sequence[ExplainedIndicator]: ...
+
+
+def lift(explanation: Explained, bands: Sequence[Band]) -> Lift:
     """What lifts `explanation`'s institution one grade up on `bands` (highest grade first)."""
     order = [b.grade for b in bands]
     here = order.index(explanation.grade)
@@ -81,162 +142,330 @@ def lift(explanation: Explanation, bands: Sequence[Band]) -> Lift:
     else:
         summary = f"距 {target.grade} 级（{target.min} 分及以上）还差 {missing} 分。"
     if sets and exhaustive:
-        size = len(sets[0].finding_ids)
+        size = len(sets[0][0])
         summary += f"撤销 {size} 条认定记录即可达到（共 {total} 种最少组合）。"
     elif sets:
-        size = len(sets[0].finding_ids)
+        size = len(sets[0][0])
         summary += f"撤销 {size} 条认定记录即可达到（这是最少条数；组合太多，只列出一种）。"
     else:
         summary += "撤销本年度任何认定记录都不能达到。"
-    return Lift(
-        grade=explanation.grade,
-        next_grade=target.grade,
-        next_grade_min=target.min,
-        points_missing=missing,
-        vetoed=explanation.vetoed,
-        summary=summary,
-        revocations=sets,
-        revocations_total=total,
-        exhaustive=exhaustive,
+    # Validated from plain values in one call: pydantic checks the nested sets this way in
+    # half the time it takes to build a Revocation for each.
+    return Lift.model_validate(
+        {
+            "grade": explanation.grade,
+            "next_grade": target.grade,
+            "next_grade_min": target.min,
+            "points_missing": missing,
+            "vetoed": explanation.vetoed,
+            "summary": summary,
+            "revocations": [
+                {"finding_ids": ids, "score": score, "grade": grade} for ids, score, grade in sets
+            ],
+            "revocations_total": total,
+            "exhaustive": exhaustive,
+        }
     )
 
 
+_Set = tuple[list[str], int, str]
+"""A revocation: the finding ids, the score and the grade they reach."""
+
+
 def _smallest_sets(
-    e: Explanation, bands: Sequence[Band], target: int
-) -> tuple[list[Revocation], int, bool]:
+    e: Explained, bands: Sequence[Band], target: int
+) -> tuple[list[_Set], int, bool]:
     """The smallest sets of counted findings whose revocation reaches band `target` or above:
-    (up to MAX_SETS of them, how many there are, whether the search was exhaustive)."""
-    veto_ids = {f.finding_id for v in e.vetoes for f in v.findings}
-    counted = [(i, f.finding_id, f.count) for i in e.indicators for f in i.findings]
-    ids = [fid for _, fid, _ in counted]
+    (up to MAX_SETS of them, how many there are, whether the count is exact)."""
     # Every veto finding must go; the search is over the others.
-    forced = sorted(veto_ids)
-    # A revocation changes only the indicators its findings are under: the score of a set is
-    # the score kept, corrected there (what `_score_without` gives, without going over every
-    # indicator for each of up to MAX_TRIES sets).
-    under: dict[str, list[IndicatorExplanation]] = {}
-    for indicator in e.indicators:
-        for f in indicator.findings:
-            under.setdefault(f.finding_id, []).append(indicator)
+    forced = sorted({f.finding_id for v in e.vetoes for f in v.findings})
+    groups = [_Group(i) for i in e.indicators if i.findings]
+    # The score is the points kept, indicator by indicator (as the engine counts it), so the
+    # indicators without findings need not be read.
+    need = bands[target].min - e.score
+    ids = [fid for g in groups for fid in g.ids]
+    if len(set(ids)) < len(ids) or not all(g.follows_the_measure() for g in groups):
+        best = _best(groups)
+        size = next((r for r, most in enumerate(best[0]) if most >= need), None)
+        if size is None:
+            return [], 0, True
+        return _enumerated(e, bands, target, forced, groups, best, size)
+    # Most often one finding suffices: then each is tried alone, and that is the whole search.
+    alone = [
+        ([i], back)
+        for g in groups
+        for i, back in zip(g.ids, g.alone(), strict=True)
+        if back >= need
+    ]
+    if need > 0 and alone:
+        listed, total = alone[:MAX_SETS], len(alone)
+    else:
+        best = _best(groups)
+        size = next((r for r, most in enumerate(best[0]) if most >= need), None)
+        if size is None:
+            return [], 0, True
+        listed = _listed(groups, best, size, need)
+        # Fewer than MAX_SETS listed: the search went through them all.
+        total = len(listed) if len(listed) < MAX_SETS else _counted(groups, best, size, need)
+    sets = []
+    for chosen, back in listed:
+        score = e.score + back
+        sets.append((forced + sorted(chosen), score, bands[_band_of(bands, score)].grade))
+    return sets, total, True
+
+
+class _Group:
+    """One indicator's counted findings, in the explanation's order, and what revoking some of
+    them gives back: what the count and the search need, worked out once."""
+
+    __slots__ = ("_tops", "cap", "counts", "every", "ids", "indicator", "size", "some", "suffix")
+
+    def __init__(self, indicator: ExplainedIndicator):
+        self.indicator = indicator
+        findings = indicator.findings
+        self.ids = [f.finding_id for f in findings]
+        self.counts = [f.count for f in findings]
+        self.size = len(findings)
+        points, kept, deduction = indicator.points, indicator.kept, indicator.deduction or 0
+        # What revoking some but not all gives back, by the units left (`some`), and all
+        # (`every`). Units left at or above `cap` leave no points: they are followed up to it.
+        self.every = points - kept
+        if indicator.mode == "all":
+            self.cap, self.some = 0, [-kept]
+        elif deduction <= 0:  # nothing lost per unit (a negative one `follows_the_measure` not)
+            self.cap, self.some = 0, [max(0, points) - kept]
+        else:
+            self.cap = -(-points // deduction)
+            self.some = [*range(points - kept, points - kept - self.cap * deduction, -deduction)]
+            self.some.append(max(0, points - self.cap * deduction) - kept)
+        # suffix[t]: the units of findings t and after.
+        self.suffix = [*itertools.accumulate(reversed(self.counts), initial=0)][::-1]
+        self._tops: list[list[int] | None] = [None] * (self.size + 1)
+
+    def back(self, revoked: int, left: int) -> int:
+        """Points given back when `revoked` of the findings are revoked and `left` units (up to
+        `cap`) remain: what `_score_without` counts. An untouched indicator keeps its points."""
+        if revoked == 0:
+            return 0
+        return self.every if revoked == self.size else self.some[left]
+
+    def tops(self, t: int) -> list[int]:
+        """tops(t)[q]: the units of the q largest findings from finding t on (the q whose
+        revocation gives back the most)."""
+        tops = self._tops[t]
+        if tops is None:
+            tops = self._tops[t] = [
+                *itertools.accumulate(sorted(self.counts[t:], reverse=True), initial=0)
+            ]
+        return tops
+
+    def gains(self) -> list[int]:
+        """gains()[k]: the most points revoking k of these findings gives back."""
+        tops, total, some, cap = self.tops(0), self.suffix[0], self.some, self.cap
+        middle = [some[min(total - tops[k], cap)] for k in range(1, self.size)]
+        return [0, *middle, self.every]
+
+    def alone(self) -> list[int]:
+        """What revoking each finding alone gives back."""
+        if self.size == 1:
+            return [self.every]
+        total, some, cap = self.suffix[0], self.some, self.cap
+        return [some[min(total - count, cap)] for count in self.counts]
+
+    def can_reach(
+        self, t: int, revoked: int, left: int, budget: int, short: int, after: list[int]
+    ) -> bool:
+        """Whether revoking `budget` more findings, from finding t on here and in the groups
+        after (`after`: their `_best`), can give back `short` points more, `revoked` of the
+        findings before t being revoked with `left` units kept among them (up to `cap`)."""
+        tops, rest, some, cap, size = (
+            self.tops(t),
+            left + self.suffix[t],
+            self.some,
+            self.cap,
+            self.size,
+        )
+        for more in range(max(0, budget + 1 - len(after)), min(budget, size - t) + 1):
+            r = revoked + more  # `back`, written out: this is the search's inner loop
+            if r == 0:
+                back = 0
+            elif r == size:
+                back = self.every
+            else:
+                units = rest - tops[more]
+                back = some[units if units < cap else cap]
+            if back + after[budget - more] >= short:
+                return True
+        return False
+
+    def follows_the_measure(self) -> bool:
+        """Whether the count and search are exact here: no revocation takes points away (the
+        points kept are the measure's) and fewer units left never give back less."""
+        if (self.indicator.deduction or 0) < 0 or min(self.counts) < 0:
+            return False
+        # The least given back: all, or the smallest finding alone (the most units left).
+        return min(self.every, self.back(1, min(self.suffix[0] - min(self.counts), self.cap))) >= 0
+
+    def ways(self, most_revoked: int, need: int) -> dict[tuple[int, int], int]:
+        """How many ways to revoke k of these findings (k up to `most_revoked`) give back b
+        points (b counted up to `need`): {(k, b): ways}."""
+        # By (revoked, units kept up to cap): each finding is revoked or kept.
+        table = {(0, 0): 1}
+        for count in self.counts:
+            following: dict[tuple[int, int], int] = {}
+            for (k, left), w in table.items():
+                if k < most_revoked:
+                    following[k + 1, left] = following.get((k + 1, left), 0) + w
+                key = (k, min(left + count, self.cap))
+                following[key] = following.get(key, 0) + w
+            table = following
+        ways: dict[tuple[int, int], int] = {}
+        for (k, left), w in table.items():
+            key = (k, min(self.back(k, left), need))
+            ways[key] = ways.get(key, 0) + w
+        return ways
+
+
+def _best(groups: Sequence[_Group]) -> list[list[int]]:
+    """best[j][r]: the most points findings of groups j and after give back when exactly r of
+    them are revoked (the r that give back most within each group are its largest counts, all
+    of them for an all-or-nothing indicator), by a knapsack over groups from the last."""
+    best = [[0]]
+    for g in reversed(groups):
+        after, gains = best[-1], g.gains()
+        if len(after) == 1:
+            best.append(gains)
+            continue
+        row = [-(1 << 62)] * (len(after) + g.size)
+        for k, back in enumerate(gains):
+            end = k + len(after)
+            row[k:end] = map(max, row[k:end], map(back.__add__, after))
+        best.append(row)
+    return best[::-1]
+
+
+def _counted(groups: Sequence[_Group], best: list[list[int]], size: int, need: int) -> int:
+    """How many sets of `size` findings give back at least `need` points: a knapsack over
+    groups with states (findings revoked, points given back up to `need`) → ways, keeping only
+    states from which `best` can still reach `need` with the findings left to choose."""
+    states = {(0, min(0, need)): 1}
+    for j, g in enumerate(groups):
+        after = best[j + 1]
+        options = g.ways(size, need).items()
+        following: dict[tuple[int, int], int] = {}
+        for (k, got), w in states.items():
+            for (more, back), ways in options:
+                chosen = k + more
+                if chosen > size or size - chosen >= len(after):
+                    continue
+                total = min(got + back, need)
+                if total + after[size - chosen] < need:
+                    continue
+                following[chosen, total] = following.get((chosen, total), 0) + w * ways
+        states = following
+    return states.get((size, need), 0)
+
+
+_Chosen = tuple[str, "_Chosen"] | None
+"""The ids chosen on a branch, last first (shared by the branches that extend it)."""
+
+
+def _listed(
+    groups: Sequence[_Group], best: list[list[int]], size: int, need: int
+) -> list[tuple[list[str], int]]:
+    """The first MAX_SETS sets of `size` findings that give back at least `need` points, in the
+    order `itertools.combinations` gives them, each with the points it gives back.
+
+    Depth first, entering a branch only when some way to choose its remaining findings gives
+    back enough (`_Group.can_reach`): every branch entered ends in a set, so the work is
+    bounded by the number of findings times MAX_SETS, however many sets there are."""
+    found: list[tuple[list[str], int]] = []
+    # A branch: (group, its next finding, findings still to choose, points given back by the
+    # groups before, findings revoked in this group, units kept in it up to its cap, ids).
+    stack: list[tuple[int, int, int, int, int, int, _Chosen]] = [(0, 0, size, 0, 0, 0, None)]
+    while stack:
+        j, t, budget, got, revoked, left, chosen = stack.pop()
+        if j == len(groups):  # no findings at all: nothing to revoke
+            if budget == 0 and got >= need:
+                found.append(([], got))
+            continue
+        g, after = groups[j], best[j + 1]
+        if not g.can_reach(t, revoked, left, budget, need - got, after):
+            continue
+        here = g.back(revoked, min(left + g.suffix[t], g.cap))  # if no more are revoked here
+        if budget == 0:
+            ids = []
+            while chosen is not None:
+                ids.append(chosen[0])
+                chosen = chosen[1]
+            found.append((ids, got + here))
+            if len(found) == MAX_SETS:
+                break
+            continue
+        # Pushed last first: the next finding chosen is t, then t+1, …, then one of a later
+        # group (this one leaving with what it gives back).
+        stack.append((j + 1, 0, budget, got + here, 0, 0, chosen))
+        for u in range(g.size - 1, t - 1, -1):
+            skipped = min(left + g.suffix[t] - g.suffix[u], g.cap)
+            stack.append((j, u + 1, budget - 1, got, revoked + 1, skipped, (g.ids[u], chosen)))
+    return found
+
+
+def _enumerated(
+    e: Explained,
+    bands: Sequence[Band],
+    target: int,
+    forced: list[str],
+    groups: Sequence[_Group],
+    best: list[list[int]],
+    size: int,
+) -> tuple[list[_Set], int, bool]:
+    """The sets of `size` findings found by trying them all, up to MAX_TRIES, each scored by
+    `_score_without` as it stands: for explanations the count does not cover (an id twice,
+    revoking both findings; points kept unlike the measure's). Beyond MAX_TRIES, one set that
+    gives back the most (`best`) is listed: of the least size, not the only one."""
+    ids = [fid for g in groups for fid in g.ids]
+    under: dict[str, list[ExplainedIndicator]] = {}
+    for g in groups:
+        for fid in g.ids:
+            under.setdefault(fid, []).append(g.indicator)
     kept = sum(i.kept for i in e.indicators)
-    # With every finding once (ids unique, the usual case), a set's score is counted from the
-    # findings' indicators and counts alone (`_score_of`).
-    scorer = _Scorer(counted, kept) if len(set(ids)) == len(ids) else None
-    fewest = _fewest(e.indicators, need=bands[target].min - e.score)
-    if fewest is None:
-        return [], 0, True
-    size, one = fewest
-    found: list[Revocation] = []
+    found: list[_Set] = []
     total = 0
     for tries, chosen in enumerate(itertools.combinations(range(len(ids)), size), start=1):
         if tries > MAX_TRIES:  # too many to count: one set of the fewest findings will do
+            one = _one_of_the_most(groups, best, size)
             score = _score_without(e.indicators, one)
-            grade = bands[_band_of(bands, score)].grade
-            return (
-                [Revocation(finding_ids=forced + sorted(one), score=score, grade=grade)],
-                0,
-                False,
-            )
+            return [(forced + sorted(one), score, bands[_band_of(bands, score)].grade)], 0, False
         revoked = {ids[k] for k in chosen}
-        if scorer is not None:
-            score = scorer.score(chosen)
-        else:
-            affected = {id(i): i for fid in revoked for i in under[fid]}.values()
-            score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
+        affected = {id(i): i for fid in revoked for i in under[fid]}.values()
+        score = kept + _score_without(affected, revoked) - sum(i.kept for i in affected)
         grade_at = _band_of(bands, score)
         if grade_at <= target:
             total += 1
             if len(found) < MAX_SETS:
-                found.append(
-                    Revocation(
-                        finding_ids=forced + sorted(revoked),
-                        score=score,
-                        grade=bands[grade_at].grade,
-                    )
-                )
+                found.append((forced + sorted(revoked), score, bands[grade_at].grade))
     return found, total, True
 
 
-def _fewest(
-    indicators: Sequence[IndicatorExplanation], *, need: int
-) -> tuple[int, set[str]] | None:
-    """The fewest findings whose revocation gives back at least `need` points, and one such set
-    (None when even all of them do not). Exact: revoking k findings of one indicator gives back
-    the most when they are its k largest counts (all of them, for an all-or-nothing one), so a
-    knapsack over indicators by number of findings finds the least number."""
-    if need <= 0:
-        return 0, set()
-    best: dict[int, tuple[int, list[str]]] = {0: (0, [])}  # findings → (points back, which)
-    for indicator in indicators:
-        if not indicator.findings:
-            continue
-        ranked = sorted(indicator.findings, key=lambda f: -f.count)
-        options = [(k, _given_back(indicator, k, ranked)) for k in range(1, len(ranked) + 1)]
-        merged = dict(best)
-        for used, (back, which) in best.items():
-            for k, more in options:
-                if more <= 0:
-                    continue
-                candidate = (back + more, which + [f.finding_id for f in ranked[:k]])
-                if candidate[0] > merged.get(used + k, (-1, []))[0]:
-                    merged[used + k] = candidate
-        best = merged
-    for used in sorted(best):
-        back, which = best[used]
-        if back >= need:
-            return used, set(which)
-    return None
+def _one_of_the_most(groups: Sequence[_Group], best: list[list[int]], size: int) -> set[str]:
+    """`size` findings that give back `best[0][size]`: in each group its largest, as many as
+    the knapsack took from it."""
+    one: set[str] = set()
+    for j, g in enumerate(groups):
+        after, gains = best[j + 1], g.gains()
+        k = next(
+            k
+            for k in range(min(size, g.size) + 1)
+            if size - k < len(after) and gains[k] + after[size - k] == best[j][size]
+        )
+        ranked = sorted(range(g.size), key=lambda u: -g.counts[u])
+        one.update(g.ids[u] for u in ranked[:k])
+        size -= k
+    return one
 
 
-def _given_back(indicator: IndicatorExplanation, k: int, ranked: Sequence[FindingCited]) -> int:
-    """Points `indicator` gives back when its `k` largest findings (by count) are revoked."""
-    if indicator.mode == "all":
-        return indicator.points - indicator.kept if k == len(ranked) else 0
-    units = sum(f.count for f in ranked[k:])
-    return max(0, indicator.points - units * (indicator.deduction or 0)) - indicator.kept
-
-
-class _Scorer:
-    """`_score_without` a set of findings given by position in `counted` (each finding once):
-    the score kept, corrected for the indicators they are under, from figures worked out once
-    (up to MAX_TRIES sets are scored per explanation)."""
-
-    def __init__(self, counted: Sequence[tuple[IndicatorExplanation, str, int]], kept: int):
-        self.kept = kept
-        self.owner = [id(i) for i, _, _ in counted]
-        self.counts = [count for _, _, count in counted]
-        self.figures = {
-            id(i): (
-                i.mode == "all",
-                len(i.findings),
-                sum(f.count for f in i.findings),
-                i.points,
-                i.deduction or 0,
-                i.kept,
-            )
-            for i, _, _ in counted
-        }
-
-    def score(self, chosen: Sequence[int]) -> int:
-        number: dict[int, int] = {}
-        units: dict[int, int] = {}
-        owner, counts = self.owner, self.counts
-        for k in chosen:
-            o = owner[k]
-            number[o] = number.get(o, 0) + 1
-            units[o] = units.get(o, 0) + counts[k]
-        score = self.kept
-        for o, revoked in number.items():
-            whole, findings, total, points, deduction, kept = self.figures[o]
-            if whole:
-                now = points if revoked == findings else 0
-            else:
-                now = max(0, points - (total - units[o]) * deduction)
-            score += now - kept
-        return score
-
-
-def _score_without(indicators: Iterable[IndicatorExplanation], revoked: set[str]) -> int:
+def _score_without(indicators: Iterable[ExplainedIndicator], revoked: set[str]) -> int:
     """The score with the `revoked` findings no longer counted (vetoes aside)."""
     score = 0
     for i in indicators:
