@@ -103,10 +103,10 @@ def read_inputs(
     problem of both files (reading and content alike).
 
     `keep` names the columns of the institutions and of the findings to return (None: all).
-    A Parquet file is then read a column at a time, as each is checked, and only the columns
-    kept are held (a city's findings: a third of the memory of reading every column at once);
-    should a column fail to read, both files are read and checked again the usual way, so
-    that the failure is reported as any unreadable file is.
+    A Parquet or CSV file is then handed to the checks a column at a time (`read_columns`)
+    and only the columns kept outlive their check, so a city's findings are never held whole
+    beside the checks' temporaries; should a column fail to read, both files are read and
+    checked again the usual way, so that the failure is reported as any unreadable file is.
     """
     if keep != (None, None):
         try:
@@ -137,10 +137,13 @@ def read_inputs(
 
 
 def read_columns(path: Path) -> tuple[Raw | None, ProblemList]:
-    """`read_raw(path)`, but a Parquet file of flat, uniquely named columns (and no stored
-    pandas index) as `RawColumns`: each column read when it is checked.
+    """`read_raw(path)`, but as `RawColumns` where that is the same table: a Parquet file of
+    flat, uniquely named columns (and no stored pandas index), each column read when it is
+    checked; a CSV file Arrow reads (named, unique columns, no ragged row), parsed once and
+    each column handed out once, its few-valued columns (codes, dates, counts) held
+    dictionary-encoded until then. Anything else is `read_raw`'s frame.
 
-    Only for the command line's own files (no `max_decoded_bytes` limit): a column that cannot
+    With the default limits only (the command line's own files): a Parquet column that cannot
     be read raises `pa.ArrowException` when it is asked for (`read_inputs` then reads again).
     """
     if path.suffix.lower() == ".csv":

@@ -390,20 +390,23 @@ def validate_findings(
     check character is verified). The frame is only meaningful when there are no problems;
     its columns are `FINDING_COLUMNS.order` (`occurred_on` datetime64 at midnight, `count`
     int64, the rest text), with a RangeIndex; `keep` names the columns returned (None: all).
-    Each column is checked in turn and let go once checked unless it is kept.
+    Each column is checked in turn and let go once checked unless it is kept: the free texts
+    first, so that they are gone before the credit codes' check makes its temporaries (the
+    order of the checks changes nothing reported: problems are listed by row and column).
     """
     table = _Table(raw, file, FINDING_COLUMNS)
     checks: dict[str, Callable[[], pd.Series]] = {
         "finding_id": lambda: _finding_ids(table),
+        "reference": lambda: table.free_text("reference"),
+        "note": lambda: table.free_text("note"),
+        "source": lambda: _enum(table, "source", FINDING_SOURCES, "source"),
         "uscc": lambda: _finding_codes(table, known_uscc),
         "indicator": lambda: _indicators(table, rules),
         "occurred_on": lambda: _dates(table),
         "count": lambda: _counts(table),
-        "source": lambda: _enum(table, "source", FINDING_SOURCES, "source"),
-        "reference": lambda: table.free_text("reference"),
         "status": lambda: _enum(table, "status", FINDING_STATUSES, "finding_status"),
-        "note": lambda: table.free_text("note"),
     }
+    table.expect(checks)
     columns: dict[str, pd.Series] = {}
     for name, check in checks.items():
         column = check()
@@ -411,10 +414,13 @@ def validate_findings(
         if keep is None or name in keep:
             columns[name] = column
         del column
-    return pd.DataFrame(columns), table.problems()
+    return pd.DataFrame(
+        {name: columns[name] for name in FINDING_COLUMNS.order if name in columns}
+    ), table.problems()
 
 
 def _kept(columns: Mapping[str, pd.Series], keep: Collection[str] | None) -> pd.DataFrame:
+    """The normalised frame of the columns kept (all when `keep` is None)."""
     return pd.DataFrame({n: c for n, c in columns.items() if keep is None or n in keep})
 
 
@@ -444,8 +450,7 @@ class _Table:
         self.chinese = False
         self._raw = raw.reset_index(drop=True) if isinstance(raw, pd.DataFrame) else raw
         self._at = self._check_header(raw)
-        if isinstance(raw, RawColumns):
-            raw.expect(self._at.values())  # checked in the contract's order
+        self.expect(self._at)  # checked in the contract's order unless told otherwise
 
     def _check_header(self, raw: Raw) -> dict[str, int]:
         """Each contract column's position in the raw table, in contract order; header problems
@@ -567,6 +572,12 @@ class _Table:
         if isinstance(self._raw, RawColumns):
             return self._raw.column(self._at[name])
         return self._raw.iloc[:, self._at[name]].rename(name)
+
+    def expect(self, names: Iterable[str]) -> None:
+        """The order the columns will be checked in (a table read column by column reads
+        the next one meanwhile)."""
+        if isinstance(self._raw, RawColumns):
+            self._raw.expect(self._at[n] for n in names if n in self._at)
 
     def release(self, name: str) -> None:
         """Done with column `name`: a table read column by column forgets it."""
