@@ -184,26 +184,20 @@ def _smallest_sets(
     # indicators without findings need not be read.
     need = bands[target].min - e.score
     ids = [fid for g in groups for fid in g.ids]
-    if len(set(ids)) < len(ids) or not all(g.follows_the_measure() for g in groups):
-        best = _best(groups)
-        size = next((r for r, most in enumerate(best[0]) if most >= need), None)
-        if size is None:
-            return [], 0, True
-        return _enumerated(e, bands, target, forced, groups, best, size)
+    exact = len(set(ids)) == len(ids) and all(g.exact for g in groups)
     # Most often one finding suffices: then each is tried alone, and that is the whole search.
     alone = [
-        ([i], back)
-        for g in groups
-        for i, back in zip(g.ids, g.alone(), strict=True)
-        if back >= need
+        ([i], back) for g in groups for i, back in zip(g.ids, g.alone, strict=True) if back >= need
     ]
-    if need > 0 and alone:
+    if exact and need > 0 and alone:
         listed, total = alone[:MAX_SETS], len(alone)
     else:
         best = _best(groups)
         size = next((r for r, most in enumerate(best[0]) if most >= need), None)
         if size is None:
             return [], 0, True
+        if not exact:
+            return _enumerated(e, bands, target, forced, groups, best, size)
         listed = _listed(groups, best, size, need)
         # Fewer than MAX_SETS listed: the search went through them all.
         total = len(listed) if len(listed) < MAX_SETS else _counted(groups, best, size, need)
@@ -218,7 +212,19 @@ class _Group:
     """One indicator's counted findings, in the explanation's order, and what revoking some of
     them gives back: what the count and the search need, worked out once."""
 
-    __slots__ = ("_tops", "cap", "counts", "every", "ids", "indicator", "size", "some", "suffix")
+    __slots__ = (
+        "_tops",
+        "alone",
+        "cap",
+        "counts",
+        "every",
+        "exact",
+        "ids",
+        "indicator",
+        "size",
+        "some",
+        "suffix",
+    )
 
     def __init__(self, indicator: ExplainedIndicator):
         self.indicator = indicator
@@ -232,7 +238,7 @@ class _Group:
         self.every = points - kept
         if indicator.mode == "all":
             self.cap, self.some = 0, [-kept]
-        elif deduction <= 0:  # nothing lost per unit (a negative one `follows_the_measure` not)
+        elif deduction <= 0:  # nothing lost per unit (a negative deduction: not `exact`)
             self.cap, self.some = 0, [max(0, points) - kept]
         else:
             self.cap = -(-points // deduction)
@@ -241,6 +247,19 @@ class _Group:
         # suffix[t]: the units of findings t and after.
         self.suffix = [*itertools.accumulate(reversed(self.counts), initial=0)][::-1]
         self._tops: list[list[int] | None] = [None] * (self.size + 1)
+        # Whether the count and the search are exact here: units are never negative, and no
+        # revocation takes points away (the points kept are the measure's). The least given
+        # back is with all revoked, or the smallest finding alone (the most units left).
+        # What revoking each finding alone gives back.
+        if self.size == 1:
+            self.alone = [self.every]
+        else:
+            total, some, cap = self.suffix[0], self.some, self.cap
+            self.alone = [some[min(total - count, cap)] for count in self.counts]
+        # Whether the count and the search are exact here: units are never negative, and no
+        # revocation takes points away (the points kept are the measure's). The least given
+        # back is with all revoked, or the smallest finding alone (the most units left).
+        self.exact = min(self.counts) >= 0 and deduction >= 0 and min(self.every, *self.alone) >= 0
 
     def back(self, revoked: int, left: int) -> int:
         """Points given back when `revoked` of the findings are revoked and `left` units (up to
@@ -264,47 +283,6 @@ class _Group:
         tops, total, some, cap = self.tops(0), self.suffix[0], self.some, self.cap
         middle = [some[min(total - tops[k], cap)] for k in range(1, self.size)]
         return [0, *middle, self.every]
-
-    def alone(self) -> list[int]:
-        """What revoking each finding alone gives back."""
-        if self.size == 1:
-            return [self.every]
-        total, some, cap = self.suffix[0], self.some, self.cap
-        return [some[min(total - count, cap)] for count in self.counts]
-
-    def can_reach(
-        self, t: int, revoked: int, left: int, budget: int, short: int, after: list[int]
-    ) -> bool:
-        """Whether revoking `budget` more findings, from finding t on here and in the groups
-        after (`after`: their `_best`), can give back `short` points more, `revoked` of the
-        findings before t being revoked with `left` units kept among them (up to `cap`)."""
-        tops, rest, some, cap, size = (
-            self.tops(t),
-            left + self.suffix[t],
-            self.some,
-            self.cap,
-            self.size,
-        )
-        for more in range(max(0, budget + 1 - len(after)), min(budget, size - t) + 1):
-            r = revoked + more  # `back`, written out: this is the search's inner loop
-            if r == 0:
-                back = 0
-            elif r == size:
-                back = self.every
-            else:
-                units = rest - tops[more]
-                back = some[units if units < cap else cap]
-            if back + after[budget - more] >= short:
-                return True
-        return False
-
-    def follows_the_measure(self) -> bool:
-        """Whether the count and search are exact here: no revocation takes points away (the
-        points kept are the measure's) and fewer units left never give back less."""
-        if (self.indicator.deduction or 0) < 0 or min(self.counts) < 0:
-            return False
-        # The least given back: all, or the smallest finding alone (the most units left).
-        return min(self.every, self.back(1, min(self.suffix[0] - min(self.counts), self.cap))) >= 0
 
     def ways(self, most_revoked: int, need: int) -> dict[tuple[int, int], int]:
         """How many ways to revoke k of these findings (k up to `most_revoked`) give back b
@@ -338,8 +316,9 @@ def _best(groups: Sequence[_Group]) -> list[list[int]]:
             continue
         row = [-(1 << 62)] * (len(after) + g.size)
         for k, back in enumerate(gains):
-            end = k + len(after)
-            row[k:end] = map(max, row[k:end], map(back.__add__, after))
+            for r, rest in enumerate(after, start=k):
+                if back + rest > row[r]:
+                    row[r] = back + rest
         best.append(row)
     return best[::-1]
 
@@ -377,37 +356,87 @@ def _listed(
     order `itertools.combinations` gives them, each with the points it gives back.
 
     Depth first, entering a branch only when some way to choose its remaining findings gives
-    back enough (`_Group.can_reach`): every branch entered ends in a set, so the work is
-    bounded by the number of findings times MAX_SETS, however many sets there are."""
+    back enough (`can_reach`): every branch entered ends in a set, so the work is bounded by
+    the number of findings times MAX_SETS, however many sets there are. A branch is a group j,
+    its next finding t, the findings still to choose, the points given back by the groups
+    before, the findings revoked in group j before t and the units kept among them (up to the
+    group's cap), and the ids chosen; on the stack with u, the next finding to try revoking
+    (u past the group's last: none more here, on to the next group)."""
+    figures = [
+        (g.ids, g.size, g.cap, g.some, g.every, g.suffix, [g.tops(t) for t in range(g.size + 1)])
+        for g in groups
+    ]
+
+    def can_reach(
+        j: int, t: int, revoked: int, left: int, budget: int, short: int, least: int = 0
+    ) -> bool:
+        """Whether `budget` findings more, from finding t of group j on, can give back `short`
+        points more: some number of them (`least` or more) from group j, its largest
+        (`tops`), and the rest from the groups after (at most `best[j + 1]`)."""
+        if j == len(figures):
+            return budget == 0 and short <= 0
+        _, size, cap, some, every, suffix, tops = figures[j]
+        after, top, rest = best[j + 1], tops[t], left + suffix[t]
+        for more in range(max(least, budget + 1 - len(after)), min(budget, size - t) + 1):
+            r = revoked + more  # what group j gives back (`_Group.back`), written out
+            if r == 0:
+                back = 0
+            elif r == size:
+                back = every
+            else:
+                units = rest - top[more]
+                back = some[units if units < cap else cap]
+            if back + after[budget - more] >= short:
+                return True
+        return False
+
+    if not can_reach(0, 0, 0, 0, size, need):
+        return []
+    if size == 0:
+        return [([], 0)]
     found: list[tuple[list[str], int]] = []
-    # A branch: (group, its next finding, findings still to choose, points given back by the
-    # groups before, findings revoked in this group, units kept in it up to its cap, ids).
-    stack: list[tuple[int, int, int, int, int, int, _Chosen]] = [(0, 0, size, 0, 0, 0, None)]
+    stack: list[tuple[int, int, int, int, int, int, int, _Chosen]] = [
+        (0, 0, 0, size, 0, 0, 0, None)
+    ]
     while stack:
-        j, t, budget, got, revoked, left, chosen = stack.pop()
-        if j == len(groups):  # no findings at all: nothing to revoke
-            if budget == 0 and got >= need:
-                found.append(([], got))
-            continue
-        g, after = groups[j], best[j + 1]
-        if not g.can_reach(t, revoked, left, budget, need - got, after):
-            continue
-        here = g.back(revoked, min(left + g.suffix[t], g.cap))  # if no more are revoked here
-        if budget == 0:
-            ids = []
-            while chosen is not None:
-                ids.append(chosen[0])
-                chosen = chosen[1]
-            found.append((ids, got + here))
-            if len(found) == MAX_SETS:
-                break
-            continue
-        # Pushed last first: the next finding chosen is t, then t+1, …, then one of a later
-        # group (this one leaving with what it gives back).
-        stack.append((j + 1, 0, budget, got + here, 0, 0, chosen))
-        for u in range(g.size - 1, t - 1, -1):
-            skipped = min(left + g.suffix[t] - g.suffix[u], g.cap)
-            stack.append((j, u + 1, budget - 1, got, revoked + 1, skipped, (g.ids[u], chosen)))
+        j, t, u, budget, got, revoked, left, chosen = stack.pop()
+        ids, size, cap, some, every, suffix, _ = figures[j]
+        if u < size:  # revoke finding u (skipping t..u-1), then try u + 1 instead
+            stack.append((j, t, u + 1, budget, got, revoked, left, chosen))
+            units = left + suffix[t] - suffix[u]
+            kept = units if units < cap else cap
+            if budget > 1:
+                if can_reach(j, u + 1, revoked + 1, kept, budget - 1, need - got):
+                    branch = (j, u + 1, u + 1, budget - 1, got, revoked + 1, kept, (ids[u], chosen))
+                    stack.append(branch)
+                elif not can_reach(
+                    j,
+                    u + 1,
+                    revoked,
+                    min(kept + suffix[u] - suffix[u + 1], cap),
+                    budget,
+                    need - got,
+                    least=1,
+                ):
+                    # None of the findings after u either: straight on to the next group.
+                    stack[-1] = (j, t, size, budget, got, revoked, left, chosen)
+                continue
+            # The last finding: the rest of the group is kept, the groups after untouched.
+            units = kept + suffix[u + 1]
+            back = every if revoked + 1 == size else some[units if units < cap else cap]
+            if got + back >= need:
+                chosen_ids = [ids[u]]
+                while chosen is not None:
+                    chosen_ids.append(chosen[0])
+                    chosen = chosen[1]
+                found.append((chosen_ids, got + back))
+                if len(found) == MAX_SETS:
+                    break
+        else:  # none more from this group: on to the next
+            units = left + suffix[t]
+            here = 0 if revoked == 0 else every if revoked == size else some[min(units, cap)]
+            if can_reach(j + 1, 0, 0, 0, budget, need - got - here):
+                stack.append((j + 1, 0, 0, budget, got + here, 0, 0, chosen))
     return found
 
 
