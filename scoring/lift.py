@@ -35,6 +35,9 @@ from scoring.rules import Band
 MAX_SETS = 10
 """Sets listed at most (all of the smallest size are counted)."""
 
+MAX_PAIRS = 200
+"""Pairs of findings tried at most, when no finding suffices alone, before the search."""
+
 MAX_TRIES = 2_000
 """Combinations tried at most by the enumeration kept for explanations the counting does not
 cover (a finding id twice, or points that do not follow the measure), before it settles for a
@@ -189,9 +192,14 @@ def _smallest_sets(
     alone = [
         ([i], back) for g in groups for i, back in zip(g.ids, g.alone, strict=True) if back >= need
     ]
+    pairs = len(ids) * (len(ids) - 1) // 2
     if exact and need > 0 and alone:
         listed, total = alone[:MAX_SETS], len(alone)
+    elif exact and need > 0 and pairs <= MAX_PAIRS and (both := _pairs(groups, need)):
+        listed, total = both[:MAX_SETS], len(both)
     else:
+        for g in groups:
+            g.prepare()
         best = _best(groups)
         size = next((r for r, most in enumerate(best[0]) if most >= need), None)
         if size is None:
@@ -208,6 +216,20 @@ def _smallest_sets(
     return sets, total, True
 
 
+def _pairs(groups: Sequence[_Group], need: int) -> list[tuple[list[str], int]]:
+    """Every pair of findings that gives back at least `need` points, in the order
+    `itertools.combinations` gives them: when no finding suffices alone, two most often do,
+    and trying a few pairs is cheaper than the search."""
+    flat = [(g, k) for g in groups for k in range(g.size)]
+    found = []
+    for a, (g, k) in enumerate(flat):
+        for h, m in flat[a + 1 :]:
+            back = g.both(k, m) if h is g else g.alone[k] + h.alone[m]
+            if back >= need:
+                found.append(([g.ids[k], h.ids[m]], back))
+    return found
+
+
 class _Group:
     """One indicator's counted findings, in the explanation's order, and what revoking some of
     them gives back: what the count and the search need, worked out once."""
@@ -217,26 +239,64 @@ class _Group:
         "alone",
         "cap",
         "counts",
+        "deduction",
         "every",
         "exact",
         "ids",
         "indicator",
+        "kept",
+        "points",
         "size",
         "some",
         "suffix",
+        "total",
+        "whole",
     )
 
+    cap: int
+    some: list[int]
+    suffix: list[int]
+    _tops: list[list[int] | None]
+
     def __init__(self, indicator: ExplainedIndicator):
+        """What the lone-finding case needs (most lookups); `prepare` adds the search's."""
         self.indicator = indicator
         findings = indicator.findings
         self.ids = [f.finding_id for f in findings]
-        self.counts = [f.count for f in findings]
-        self.size = len(findings)
-        points, kept, deduction = indicator.points, indicator.kept, indicator.deduction or 0
-        # What revoking some but not all gives back, by the units left (`some`), and all
-        # (`every`). Units left at or above `cap` leave no points: they are followed up to it.
-        self.every = points - kept
-        if indicator.mode == "all":
+        self.counts = counts = [f.count for f in findings]
+        self.size = len(counts)
+        self.points = points = indicator.points
+        self.kept = kept = indicator.kept
+        self.deduction = deduction = indicator.deduction or 0
+        self.whole = indicator.mode == "all"
+        self.total = total = sum(counts)
+        self.every = points - kept  # what revoking all gives back
+        # What revoking each finding alone gives back.
+        if self.size == 1:
+            self.alone = [self.every]
+        elif self.whole:
+            self.alone = [-kept] * self.size
+        else:
+            self.alone = [max(0, points - (total - c) * deduction) - kept for c in counts]
+        # Whether the count and the search are exact here: units are never negative, and no
+        # revocation takes points away (the points kept are the measure's). The least given
+        # back is with all revoked, or the smallest finding alone (the most units left).
+        self.exact = min(counts) >= 0 and deduction >= 0 and min(self.every, *self.alone) >= 0
+
+    def both(self, k: int, m: int) -> int:
+        """What revoking findings k and m of this group gives back."""
+        if self.size == 2:
+            return self.every
+        if self.whole:
+            return -self.kept
+        units = self.total - self.counts[k] - self.counts[m]
+        return max(0, self.points - units * self.deduction) - self.kept
+
+    def prepare(self) -> None:
+        """What the search needs: what revoking some but not all gives back, by the units left
+        (`some`). Units left at or above `cap` leave no points: they are followed up to it."""
+        points, kept, deduction = self.points, self.kept, self.deduction
+        if self.whole:
             self.cap, self.some = 0, [-kept]
         elif deduction <= 0:  # nothing lost per unit (a negative deduction: not `exact`)
             self.cap, self.some = 0, [max(0, points) - kept]
@@ -246,20 +306,7 @@ class _Group:
             self.some.append(max(0, points - self.cap * deduction) - kept)
         # suffix[t]: the units of findings t and after.
         self.suffix = [*itertools.accumulate(reversed(self.counts), initial=0)][::-1]
-        self._tops: list[list[int] | None] = [None] * (self.size + 1)
-        # Whether the count and the search are exact here: units are never negative, and no
-        # revocation takes points away (the points kept are the measure's). The least given
-        # back is with all revoked, or the smallest finding alone (the most units left).
-        # What revoking each finding alone gives back.
-        if self.size == 1:
-            self.alone = [self.every]
-        else:
-            total, some, cap = self.suffix[0], self.some, self.cap
-            self.alone = [some[min(total - count, cap)] for count in self.counts]
-        # Whether the count and the search are exact here: units are never negative, and no
-        # revocation takes points away (the points kept are the measure's). The least given
-        # back is with all revoked, or the smallest finding alone (the most units left).
-        self.exact = min(self.counts) >= 0 and deduction >= 0 and min(self.every, *self.alone) >= 0
+        self._tops = [None] * (self.size + 1)
 
     def back(self, revoked: int, left: int) -> int:
         """Points given back when `revoked` of the findings are revoked and `left` units (up to
@@ -289,12 +336,14 @@ class _Group:
         points (b counted up to `need`): {(k, b): ways}."""
         # By (revoked, units kept up to cap): each finding is revoked or kept.
         table = {(0, 0): 1}
+        cap = self.cap
         for count in self.counts:
             following: dict[tuple[int, int], int] = {}
             for (k, left), w in table.items():
                 if k < most_revoked:
                     following[k + 1, left] = following.get((k + 1, left), 0) + w
-                key = (k, min(left + count, self.cap))
+                units = left + count
+                key = (k, units if units < cap else cap)
                 following[key] = following.get(key, 0) + w
             table = following
         ways: dict[tuple[int, int], int] = {}
@@ -337,8 +386,10 @@ def _counted(groups: Sequence[_Group], best: list[list[int]], size: int, need: i
                 chosen = k + more
                 if chosen > size or size - chosen >= len(after):
                     continue
-                total = min(got + back, need)
-                if total + after[size - chosen] < need:
+                total = got + back
+                if total > need:
+                    total = need
+                elif total + after[size - chosen] < need:
                     continue
                 following[chosen, total] = following.get((chosen, total), 0) + w * ways
         states = following

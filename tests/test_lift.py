@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import date
+from unittest import mock
 
 import pandas as pd
 from hypothesis import given, settings
@@ -234,6 +235,20 @@ def test_the_count_is_the_brute_force_count(e: Light) -> None:
     assert result.exhaustive
     assert [(r.finding_ids, r.score, r.grade) for r in result.revocations] == sets
     assert result.revocations_total == total
+
+
+@settings(max_examples=40, deadline=None)
+@given(light_explanations())
+def test_the_search_finds_pairs_as_trying_them_does(e: Light) -> None:
+    """The same, with no pairs tried first (as beyond MAX_PAIRS): the search lists and counts
+    sets of two findings too."""
+    with mock.patch("scoring.lift.MAX_PAIRS", -1):
+        result = lift(e, FORCE.bands)
+    if ORDER.index(e.grade) == 0:
+        return
+    sets, total = brute_force(e)
+    assert [(r.finding_ids, r.score, r.grade) for r in result.revocations] == sets
+    assert (result.revocations_total, result.exhaustive) == (total, True)
 
 
 def test_a_finding_id_twice_is_revoked_everywhere() -> None:
