@@ -100,11 +100,15 @@ def rated_part(rating: pd.DataFrame, institutions: pd.DataFrame) -> tuple[pd.Dat
     million findings to leave out those of the few closed institutions. The split's
     `findings` are empty: they are not needed to mark a rating (`marked`).
     """
-    split = standing(institutions, pd.DataFrame({"uscc": pd.Series([], dtype="str")}))
-    if split.closed.empty:
-        return rating, split
+    none = pd.DataFrame({"uscc": pd.Series([], dtype="str")})
+    if "status" not in institutions.columns:
+        return rating, Standing(institutions, none, institutions.iloc[:0])
     closed = institutions["status"].eq(InstitutionStatus.closed).to_numpy(dtype=bool)
-    return rating[~closed].reset_index(drop=True), split
+    if not closed.any():
+        return rating, Standing(institutions, none, institutions.iloc[:0])
+    rated = institutions[~closed].reset_index(drop=True)
+    gone = institutions[closed].reset_index(drop=True)
+    return rating[~closed].reset_index(drop=True), Standing(rated, none, gone)
 
 
 def _rows(frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
@@ -128,7 +132,7 @@ def marked(rating: pd.DataFrame, split: Standing) -> pd.DataFrame:
     """`rating` (of `split.rated`) with a `status` column after the name, then a row per closed
     institution: status `closed`, no score or grade, and the reason. The year's result as a
     table says everything about every institution."""
-    out = rating.copy()
+    out = rating.copy(deep=False)  # a column is inserted, nothing changed: `rating` stays
     suspended = np.zeros(len(out), dtype=bool)
     if "status" in split.rated.columns:
         codes = split.rated["uscc"][split.rated["status"].eq(InstitutionStatus.suspended)]
