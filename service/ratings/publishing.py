@@ -11,8 +11,11 @@ there as the transaction's last step (`service.ratings.integrity`).
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,9 @@ ROW_COLUMNS = (
     "explanation",
     "status",
 )
+
+_stored = itemgetter(*ROW_COLUMNS)
+"""A row's values in the order of `ROW_COLUMNS`."""
 
 
 def rated_rows(
@@ -176,6 +182,21 @@ def _statuses_as_published(
     return institutions.assign(status=status)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off while a year is computed: its rows and records
+    are hundreds of thousands of young objects, none in a cycle, and each full collection
+    would walk every one of them (a sixth of a national year's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_collector_paused()
 def compute_draft(
     conn: Connection,
     *,
@@ -244,14 +265,14 @@ def _store_rows(conn: Connection, snapshot_id: int, rows: list[dict[str, Any]]) 
             cursor.copy(f"COPY snapshot_rows ({names}) FROM STDIN") as copy,
         ):
             for r in rows:
-                copy.write_row((snapshot_id, *(r[c] for c in ROW_COLUMNS)))
+                copy.write_row((snapshot_id, *_stored(r)))
         return
     # Tuples straight to the driver's executemany: SQLAlchemy's per-row parameter handling
     # would cost more than SQLite's insert.
     conn.exec_driver_sql(
         f"INSERT INTO snapshot_rows ({', '.join(('snapshot_id', *ROW_COLUMNS))}) "
         f"VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 1))})",
-        [(snapshot_id, *(r[c] for c in ROW_COLUMNS)) for r in rows],
+        [(snapshot_id, *_stored(r)) for r in rows],
     )
 
 
