@@ -48,7 +48,9 @@ from scoring.rules import RulesInForce
 
 
 def shared_parts(force: RulesInForce) -> str:
-    """What every explanation of a year rated under `force` shares, as canonical JSON."""
+    """What every explanation of a year rated under `force` shares, as canonical JSON: the
+    indicators and vetoes as the rules' content hash covers them (`RulesInForce.as_data`)."""
+    rules = force.as_data()
     return canonical_json(
         {
             "year": force.year,
@@ -56,29 +58,8 @@ def shared_parts(force: RulesInForce) -> str:
             "ruleset_version": force.version,
             "rules_hash": force.content_hash,
             "labels": {b.grade: b.label for b in force.bands},
-            "indicators": [
-                {
-                    "code": i.code,
-                    "number": i.rule.number,
-                    "title": i.rule.title,
-                    "reference": i.rule.reference,
-                    "status": i.rule.status.value,
-                    "mode": i.rule.mode.value,
-                    "unit": i.rule.unit.value if i.rule.unit else None,
-                    "deduction": i.deduction,
-                    "points": i.points,
-                }
-                for i in force.indicators
-            ],
-            "vetoes": [
-                {
-                    "code": v.code,
-                    "title": v.title,
-                    "reference": v.reference,
-                    "status": v.status.value,
-                }
-                for v in force.vetoes
-            ],
+            "indicators": rules["indicators"],
+            "vetoes": rules["vetoes"],
         }
     )
 
