@@ -122,7 +122,7 @@ def digest_of_lines(year: int, institutions: list[str], findings: list[str]) -> 
 
 
 def record_lines(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
-    """Each record of `frame` (`_records`) as its "ordered" canonical JSON, column by column: a
+    """Each record of `frame` (`records`) as its "ordered" canonical JSON, column by column: a
     column of text or whole numbers is written at once, anything else as `json` writes it."""
     present = [f for f in fields if f in frame.columns]
     columns = []
@@ -133,13 +133,14 @@ def record_lines(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
         elif kinds <= {int}:
             columns.append(list(map(int.__repr__, values)))
         else:  # rare (a missing value): record by record
-            return [canonical_json(r, "ordered") for r in _records(frame, present)]
+            return [canonical_json(r, "ordered") for r in records(frame, present)]
     template = "{" + ", ".join(f"{encode_basestring(f)}: %s" for f in present) + "}"
     return [template % values for values in zip(*columns, strict=True)]
 
 
-def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
-    """Plain records of the given fields, dates as ISO text, counts as int."""
+def records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
+    """Plain records of the given fields (those `frame` has), dates as ISO text, counts as
+    int, column by column."""
     present = [f for f in fields if f in frame.columns]
     return [
         dict(zip(present, values, strict=True))
@@ -148,7 +149,7 @@ def _records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]
 
 
 def _columns(frame: pd.DataFrame, present: list[str]) -> list[list[Any]]:
-    """The columns of `_records`, as lists of Python values."""
+    """The columns of `records`, as lists of Python values."""
     columns = []
     for name in present:  # column by column: many times faster than to_dict("records")
         column = frame[name]
@@ -202,15 +203,14 @@ def explain_all(
     institutions = institutions.reset_index(drop=True)
     rating = rate(institutions, findings, force)
     of_year = in_year(findings, year)
-    records = _records(of_year, FINDING_FIELDS)
     by_uscc: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
+    for record in records(of_year, FINDING_FIELDS):
         by_uscc.setdefault(record["uscc"], []).append(record)
     return [
         _explain(row, institution, by_uscc.get(row["uscc"], []), force)
         for row, institution in zip(
             rating.to_dict("records"),
-            _records(institutions, INSTITUTION_FIELDS),
+            records(institutions, INSTITUTION_FIELDS),
             strict=True,
         )
     ]

@@ -22,7 +22,7 @@ this module's own output, as stored under the snapshot's content hash.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from json.encoder import encode_basestring
@@ -42,6 +42,7 @@ from scoring.explain import (
     in_year,
     not_counted_reason,
     record_lines,
+    records,
 )
 from scoring.hashing import canonical_json
 from scoring.rules import RulesInForce
@@ -64,22 +65,8 @@ def shared_parts(force: RulesInForce) -> str:
     )
 
 
-def records_of(frame: pd.DataFrame, fields: Sequence[str]) -> list[dict[str, Any]]:
-    """`scoring.explain`'s plain records (dates as ISO text, counts as int), column by column."""
-    present = [f for f in fields if f in frame.columns]
-    columns = []
-    for field in present:
-        column = frame[field]
-        if field == "occurred_on":
-            column = column.dt.strftime("%Y-%m-%d")
-        elif field == "count":
-            column = column.astype("int64")
-        columns.append(column.tolist())
-    return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
 Found = tuple[dict[str, Any], str]
-"""A finding's record (`records_of`) and its line (`scoring.explain.record_lines`)."""
+"""A finding's record (`scoring.explain.records`) and its line (`record_lines`)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +82,8 @@ class YearInputs:
     def of(cls, institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> YearInputs:
         of_year = in_year(findings, year)
         found: dict[str, list[Found]] = {}
-        records = records_of(of_year, FINDING_FIELDS)
-        for record, line in zip(records, record_lines(of_year, FINDING_FIELDS), strict=True):
+        found_records = records(of_year, FINDING_FIELDS)
+        for record, line in zip(found_records, record_lines(of_year, FINDING_FIELDS), strict=True):
             found.setdefault(record["uscc"], []).append((record, line))
         lines = record_lines(institutions, INSTITUTION_FIELDS)
         return cls(year, dict(zip(institutions["uscc"].tolist(), lines, strict=True)), found)

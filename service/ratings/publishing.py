@@ -24,7 +24,8 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from scoring.engine import rate
-from scoring.explain_parts import YearInputs, records_of, shared_parts
+from scoring.explain import records
+from scoring.explain_parts import YearInputs, shared_parts
 from scoring.inputs import InstitutionStatus
 from scoring.rules import RuleSet
 from scoring.standing import standing
@@ -117,7 +118,7 @@ def _rows(
     vetoes: dict[tuple[str, ...], str] = {}
     for start in range(0, len(graded), ROW_CHUNK):
         chunk = rating.iloc[start : start + ROW_CHUNK]
-        part = records_of(chunk, columns)
+        part = records(chunk, columns)
         kept_rows = chunk[codes].to_numpy(dtype="int64").tolist()
         licence = licences.iloc[start : start + ROW_CHUNK].tolist()
         for r, kept_row, licence_no in zip(part, kept_rows, licence, strict=True):
