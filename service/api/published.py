@@ -486,7 +486,7 @@ class FastLookups:
             if known is not None and known[0] == key:
                 who = known[1]
             else:
-                who = await find_principal(self.cache, self.years.engine, key)
+                who = await find_principal(self.cache, self.years.engine, key, generation)
             if who is None:
                 return None  # refused by the route (401), and counted by the guard
         state = scope["app"].state
