@@ -19,7 +19,12 @@ units left under it, and the units left matter only up to the indicator's cap; s
 counted by a knapsack over indicators whose states are (findings revoked, points given back),
 and the first MAX_SETS sets are listed by a depth-first search that enters only branches able
 to reach the next grade with the findings still to choose. Both are exact, and bounded by the
-number of findings, the grade's points and MAX_SETS, never by the number of sets.
+number of findings, the grade's points and MAX_SETS, never by the number of sets. Most often
+one finding suffices, or two: then each finding alone, or each pair (up to MAX_PAIRS), is
+simply tried, which is cheaper still.
+
+`lift` reads only a few attributes of an explanation (`Explained`): a caller may pass any
+object that has them, not only `scoring.explain.Explanation`.
 """
 
 from __future__ import annotations
