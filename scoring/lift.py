@@ -29,6 +29,7 @@ object that has them, not only `scoring.explain.Explanation`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -128,17 +129,7 @@ def lift(explanation: Explained, bands: Sequence[Band]) -> Lift:
     order = [b.grade for b in bands]
     here = order.index(explanation.grade)
     if here == 0:
-        return Lift(
-            grade=explanation.grade,
-            next_grade=None,
-            next_grade_min=None,
-            points_missing=None,
-            vetoed=False,
-            summary=f"已是最高等级 {explanation.grade}。",
-            revocations=[],
-            revocations_total=0,
-            exhaustive=True,
-        )
+        return _at_the_top(explanation.grade)
     target = bands[here - 1]
     missing = None if explanation.vetoed else target.min - explanation.score
     sets, total, exhaustive = _smallest_sets(explanation, bands, here - 1)
@@ -173,6 +164,24 @@ def lift(explanation: Explained, bands: Sequence[Band]) -> Lift:
             "revocations_total": total,
             "exhaustive": exhaustive,
         }
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _at_the_top(grade: str) -> Lift:
+    """What lifts an institution at the top grade: nothing. Most lookups are of such
+    institutions, and the answer depends on the grade alone, so one (frozen) answer per grade
+    is built once."""
+    return Lift(
+        grade=grade,
+        next_grade=None,
+        next_grade_min=None,
+        points_missing=None,
+        vetoed=False,
+        summary=f"已是最高等级 {grade}。",
+        revocations=[],
+        revocations_total=0,
+        exhaustive=True,
     )
 
 
@@ -215,9 +224,12 @@ def _smallest_sets(
         # Fewer than MAX_SETS listed: the search went through them all.
         total = len(listed) if len(listed) < MAX_SETS else _counted(groups, best, size, need)
     sets = []
+    grades: dict[int, str] = {}  # sets often reach the same score
     for chosen, back in listed:
         score = e.score + back
-        sets.append((forced + sorted(chosen), score, bands[_band_of(bands, score)].grade))
+        if score not in grades:
+            grades[score] = bands[_band_of(bands, score)].grade
+        sets.append((forced + sorted(chosen), score, grades[score]))
     return sets, total, True
 
 
