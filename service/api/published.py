@@ -84,6 +84,7 @@ class PublishedYear:
     size: int
     owns: dict[str, str] | None = None  # each row's own parts, by code
     explainer: Explainer | None = None
+    writers: dict[bool, GradeWriter] = field(default_factory=dict)  # by full view, once
     checked: Hashable | None = None  # the generation at which it was confirmed published
     meta: bytes | None = None  # its SnapshotPublic JSON, made once with the service's settings
     force: RulesInForce | None = None  # the rules in force for the year, once
@@ -496,15 +497,13 @@ class FastLookups:
             meta = SnapshotPublic.of(snap, publicity(snap, settings))
             entry.meta = meta.__pydantic_serializer__.to_json(meta)
         full = who is not None and who.role in FULL_VIEW
-        rating = GradeFull.of(row, risks(state.risk, [row])[0]) if full else GradePublic.of(row)
+        writer = entry.writers.get(full)
+        if writer is None:
+            writer = entry.writers[full] = GradeWriter(full, state.risk)
         # InstitutionRating's JSON, member by member (tests compare it with the route's): the
-        # snapshot's part, the same for every row, written once.
-        parts = [
-            b'{"snapshot":',
-            entry.meta,
-            b',"rating":',
-            rating.__pydantic_serializer__.to_json(rating),
-        ]
+        # snapshot's part, the same for every row, written once; the rating as the whole
+        # year's rows are written.
+        parts = [b'{"snapshot":', entry.meta, b',"rating":', writer.row(row).encode("utf-8")]
         if who is not None and who.role in EXPLAINERS:
             if entry.force is None:
                 entry.force = in_force(state.rules, snap)
