@@ -35,11 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.rules import RulesInForce
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""`service.ratings.exports.FORMULA_STARTS`, repeated here so that rating from files does not
-import the storage that module needs (SQLAlchemy: 0.6 s); tests/test_cli_scale.py checks that
-the two agree."""
+from service.ratings.exports import FORMULA_STARTS
 
 ENGINE_FINDING_COLUMNS = ("uscc", "indicator", "occurred_on", "count", "status")
 """The findings' columns `scoring.engine.rate` reads."""
@@ -189,11 +185,9 @@ def _write_lines(lines: pa.Array, out: BinaryIO) -> None:
 
 
 def csv_header(rating: pd.DataFrame) -> bytes:
-    """The header line: names neutralised as `service.ratings.exports.spreadsheet_text` does."""
-    shown = [str(c) for c in rating.columns]
-    names = pa.array(
-        ["'" + c if c.startswith(FORMULA_STARTS) else c for c in shown], type=pa.large_string()
-    )
+    from service.ratings.exports import spreadsheet_text
+
+    names = pa.array([spreadsheet_text(str(c)) for c in rating.columns], type=pa.large_string())
     return (",".join(_quoted(names).to_pylist()) + "\n").encode("utf-8")
 
 
