@@ -345,7 +345,7 @@ class _Group:
     def gains(self) -> list[int]:
         """gains()[k]: the most points revoking k of these findings gives back."""
         tops, total, some, cap = self.tops(0), self.suffix[0], self.some, self.cap
-        middle = [some[min(total - tops[k], cap)] for k in range(1, self.size)]
+        middle = [some[u if (u := total - tops[k]) < cap else cap] for k in range(1, self.size)]
         return [0, *middle, self.every]
 
     def ways(self, most_revoked: int, need: int) -> dict[tuple[int, int], int]:
@@ -430,10 +430,7 @@ def _listed(
     before, the findings revoked in group j before t and the units kept among them (up to the
     group's cap), and the ids chosen; on the stack with u, the next finding to try revoking
     (u past the group's last: none more here, on to the next group)."""
-    figures = [
-        (g.ids, g.size, g.cap, g.some, g.every, g.suffix, [g.tops(t) for t in range(g.size + 1)])
-        for g in groups
-    ]
+    figures = [(g.ids, g.size, g.cap, g.some, g.every, g.suffix, g) for g in groups]
 
     def can_reach(
         j: int, t: int, revoked: int, left: int, budget: int, short: int, least: int = 0
@@ -443,8 +440,8 @@ def _listed(
         (`tops`), and the rest from the groups after (at most `best[j + 1]`)."""
         if j == len(figures):
             return budget == 0 and short <= 0
-        _, size, cap, some, every, suffix, tops = figures[j]
-        after, top, rest = best[j + 1], tops[t], left + suffix[t]
+        _, size, cap, some, every, suffix, g = figures[j]
+        after, top, rest = best[j + 1], g.tops(t), left + suffix[t]
         for more in range(max(least, budget + 1 - len(after)), min(budget, size - t) + 1):
             r = revoked + more  # what group j gives back (`_Group.back`), written out
             if r == 0:
