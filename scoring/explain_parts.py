@@ -161,6 +161,14 @@ class Kept(NamedTuple):
     figures: tuple[_Indicator, ...]
 
 
+Own = str | Mapping[str, Any]
+"""A row's own parts: as stored (`own_parts`), or already read (`json.loads` of that text)."""
+
+
+def _parsed(own: Own) -> Mapping[str, Any]:
+    return json.loads(own) if isinstance(own, str) else own
+
+
 class Explainer:
     """Joins a snapshot's shared parts with a row's own parts into its `Explanation`, or
     straight into the JSON text the model would write (a supervisor's lookup answers with it).
@@ -200,11 +208,11 @@ class Explainer:
             for v in self.vetoes
         ]
 
-    def explanation(self, row: Mapping[str, Any], own: str) -> Explanation:
+    def explanation(self, row: Mapping[str, Any], own: Own) -> Explanation:
         """`row` a snapshot row (uscc, name, score, grade, vetoed, points), `own` its own parts
         (`own_parts`)."""
         kept = self._kept(row["points"]).points
-        parts = json.loads(own)
+        parts = _parsed(own)
         cited = {code: [_cited(c) for c in found] for code, found in parts["findings"].items()}
         grade = str(row["grade"])
         return Explanation.model_construct(
@@ -234,10 +242,10 @@ class Explainer:
             input_digest=parts["input_digest"],
         )
 
-    def json(self, row: Mapping[str, Any], own: str) -> str:
+    def json(self, row: Mapping[str, Any], own: Own) -> str:
         """`explanation(row, own).model_dump_json()`, written from the parts as text."""
         kept, unfound, _figures = self._kept(row["points"])
-        parts = json.loads(own)
+        parts = _parsed(own)
         found: dict[str, list[dict[str, Any]]] = parts["findings"]
         grade = str(row["grade"])
         vetoes = ",".join(
@@ -264,10 +272,10 @@ class Explainer:
         written.append(f'],"not_counted":[{not_counted}]{self._tail}{_q(parts["input_digest"])}}}')
         return "".join(written)
 
-    def figures(self, row: Mapping[str, Any], own: str) -> Figures:
+    def figures(self, row: Mapping[str, Any], own: Own) -> Figures:
         """What `scoring.lift` reads of `explanation(row, own)`, without building the models."""
         unfound = self._kept(row["points"]).figures
-        found: dict[str, list[dict[str, Any]]] = json.loads(own)["findings"]
+        found: dict[str, list[dict[str, Any]]] = _parsed(own)["findings"]
         cited = {
             code: [_Counted(c["finding_id"], int(c["count"])) for c in cites]
             for code, cites in found.items()

@@ -433,7 +433,7 @@ class FastLookups:
         the parts kept in memory, or read whole from the database (then in a thread)."""
         explained: Explained
         if entry.owns is not None and entry.explainer is not None:
-            own = entry.owns[row["uscc"]]
+            own = json.loads(entry.owns[row["uscc"]])
             explained = entry.explainer.figures(row, own)
             written = entry.explainer.json(row, own).encode("utf-8")
         else:

@@ -167,11 +167,11 @@ def _canonical(scope: Scope, allowed: frozenset[str], whole: frozenset[str]) -> 
     names only `allowed` parameters, each once, sorted, escaped as `urlencode` escapes, and
     each parameter in `whole` (path or query) is written as `str(int(value))` writes it."""
     raw: bytes = scope["query_string"]
-    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
     names = [name for name, _ in pairs]
     if names != sorted(set(names)) or not all(name in allowed for name in names):
         return False
-    if urlencode(pairs).encode("latin-1") != raw:
+    if raw and urlencode(pairs).encode("latin-1") != raw:
         return False
     values = [*scope.get("path_params", {}).items(), *pairs]
     return all(WHOLE.fullmatch(str(value)) for name, value in values if name in whole)
