@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scoring.engine import dated_in, rate
 from scoring.errors import UnknownInstitution
-from scoring.hashing import canonical_json, sha256_hex
+from scoring.hashing import canonical_json, quoted, sha256_hex
 from scoring.inputs import FINDING_COLUMNS, INSTITUTION_COLUMNS
 from scoring.rules import RuleSet, RulesInForce
 
@@ -112,7 +111,7 @@ def digest_of_lines(year: int, institutions: list[str], findings: list[str]) -> 
     digest per institution besides the whole."""
 
     def listed(lines: list[str]) -> str:
-        return ", ".join(map(encode_basestring, sorted(lines)))
+        return ", ".join(map(quoted, sorted(lines)))
 
     text = (
         f'{{"year": {int(year)}, "institutions": [{listed(institutions)}], '
@@ -129,12 +128,12 @@ def record_lines(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
     for values in _columns(frame, present):
         kinds = set(map(type, values))
         if kinds <= {str}:
-            columns.append(list(map(encode_basestring, values)))
+            columns.append(list(map(quoted, values)))
         elif kinds <= {int}:
             columns.append(list(map(int.__repr__, values)))
         else:  # rare (a missing value): record by record
             return [canonical_json(r, "ordered") for r in records(frame, present)]
-    template = "{" + ", ".join(f"{encode_basestring(f)}: %s" for f in present) + "}"
+    template = "{" + ", ".join(f"{quoted(f)}: %s" for f in present) + "}"
     return [template % values for values in zip(*columns, strict=True)]
 
 

@@ -25,7 +25,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -44,7 +43,7 @@ from scoring.explain import (
     record_lines,
     records,
 )
-from scoring.hashing import canonical_json
+from scoring.hashing import canonical_json, quoted
 from scoring.rules import RulesInForce
 
 
@@ -112,14 +111,14 @@ def own_parts(institution: str, findings: list[Found], force: RulesInForce) -> s
         cite = _cite_text({**record, "occurred_on": occurred_on.isoformat()})
         reason = not_counted_reason(str(record["status"]), occurred_on, force)
         if reason is not None:
-            not_counted.append(f'{{"finding":{cite},"reason":{_q(reason)}}}')
+            not_counted.append(f'{{"finding":{cite},"reason":{quoted(reason)}}}')
         else:
             cited.setdefault(str(record["indicator"]), []).append(cite)
     digest = digest_of_lines(force.year, [institution], [line for _record, line in findings])
-    found = ",".join(f"{_q(code)}:[{','.join(cites)}]" for code, cites in cited.items())
+    found = ",".join(f"{quoted(code)}:[{','.join(cites)}]" for code, cites in cited.items())
     return (
         f'{{"findings":{{{found}}},"not_counted":[{",".join(not_counted)}],'
-        f'"input_digest":{_q(digest)}}}'
+        f'"input_digest":{quoted(digest)}}}'
     )
 
 
@@ -190,21 +189,21 @@ class Explainer:
         self._points: dict[str, Kept] = {}
         self._pieces: dict[tuple[int, int], tuple[str, _Indicator]] = {}
         self._index = {i["code"]: index for index, i in enumerate(self.indicators)}
-        self._head = f',"year":{int(self.year)},"scale":{_q(self.scale)},"score":'
+        self._head = f',"year":{int(self.year)},"scale":{quoted(self.scale)},"score":'
         self._tail = (
-            f',"ruleset_version":{_q(self.ruleset_version)},"rules_hash":{_q(self.rules_hash)},'
+            f',"ruleset_version":{quoted(self.ruleset_version)},"rules_hash":{quoted(self.rules_hash)},'
             '"input_digest":'
         )
         self._indicator_heads = [
-            f'{{"code":{_q(i["code"])},"number":{int(i["number"])},"title":{_q(i["title"])},'
-            f'"reference":{_q(i["reference"])},"status":{_q(i["status"])},'
-            f'"mode":{_q(i["mode"])},"unit":{_opt(i["unit"])},"deduction":{_opt(i["deduction"])},'
+            f'{{"code":{quoted(i["code"])},"number":{int(i["number"])},"title":{quoted(i["title"])},'
+            f'"reference":{quoted(i["reference"])},"status":{quoted(i["status"])},'
+            f'"mode":{quoted(i["mode"])},"unit":{_opt(i["unit"])},"deduction":{_opt(i["deduction"])},'
             f'"points":{int(i["points"])},"kept":'
             for i in self.indicators
         ]
         self._veto_heads = [
-            f'{{"code":{_q(v["code"])},"title":{_q(v["title"])},'
-            f'"reference":{_q(v["reference"])},"status":{_q(v["status"])},"findings":['
+            f'{{"code":{quoted(v["code"])},"title":{quoted(v["title"])},'
+            f'"reference":{quoted(v["reference"])},"status":{quoted(v["status"])},"findings":['
             for v in self.vetoes
         ]
 
@@ -254,8 +253,8 @@ class Explainer:
             if v["code"] in found
         )
         written = [
-            f'{{"uscc":{_q(row["uscc"])},"name":{_q(row["name"])}{self._head}{int(row["score"])},'
-            f'"grade":{_q(grade)},"grade_label":{_q(self.labels[grade])},'
+            f'{{"uscc":{quoted(row["uscc"])},"name":{quoted(row["name"])}{self._head}{int(row["score"])},'
+            f'"grade":{quoted(grade)},"grade_label":{quoted(self.labels[grade])},'
             f'"vetoed":{"true" if row["vetoed"] else "false"},"vetoes":[{vetoes}],"indicators":['
         ]
         indicators = list(unfound)
@@ -266,10 +265,12 @@ class Explainer:
                 indicators[index] = "," + text if index else text
         written.append("".join(indicators))
         not_counted = ",".join(
-            f'{{"finding":{_cite_text(n["finding"])},"reason":{_q(n["reason"])}}}'
+            f'{{"finding":{_cite_text(n["finding"])},"reason":{quoted(n["reason"])}}}'
             for n in parts["not_counted"]
         )
-        written.append(f'],"not_counted":[{not_counted}]{self._tail}{_q(parts["input_digest"])}}}')
+        written.append(
+            f'],"not_counted":[{not_counted}]{self._tail}{quoted(parts["input_digest"])}}}'
+        )
         return "".join(written)
 
     def figures(self, row: Mapping[str, Any], own: Own) -> Figures:
@@ -339,23 +340,19 @@ class Explainer:
         )
 
 
-def _q(text: str) -> str:
-    return str(encode_basestring(text))
-
-
 def _opt(value: str | int | None) -> str:
     if value is None:
         return "null"
-    return _q(value) if isinstance(value, str) else str(int(value))
+    return quoted(value) if isinstance(value, str) else str(int(value))
 
 
 def _cite_text(cite: Mapping[str, Any]) -> str:
     """A cited finding as `FindingCited`'s JSON (its fields in the model's order)."""
     return (
-        f'{{"finding_id":{_q(str(cite["finding_id"]))},'
-        f'"occurred_on":{_q(str(cite["occurred_on"]))},"count":{int(cite["count"])},'
-        f'"source":{_q(str(cite["source"]))},"reference":{_q(str(cite["reference"]))},'
-        f'"status":{_q(str(cite["status"]))},"note":{_q(str(cite["note"]))}}}'
+        f'{{"finding_id":{quoted(str(cite["finding_id"]))},'
+        f'"occurred_on":{quoted(str(cite["occurred_on"]))},"count":{int(cite["count"])},'
+        f'"source":{quoted(str(cite["source"]))},"reference":{quoted(str(cite["reference"]))},'
+        f'"status":{quoted(str(cite["status"]))},"note":{quoted(str(cite["note"]))}}}'
     )
 
 

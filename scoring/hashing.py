@@ -59,6 +59,11 @@ _MADE = (
 record's text)."""
 
 
+quoted = encode_basestring
+"""A string as the JSON text of every form writes it, quotes included (Chinese as is): for
+code that writes JSON directly, a row or a record at a time."""
+
+
 def canonical_json(data: Any, form: Form = "compact") -> str:
     """`data` as the JSON text of `form` (see the module docstring)."""
     if _MADE is None or isinstance(data, str):

@@ -37,7 +37,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
 from typing import Any
 
 import pydantic_core
@@ -48,6 +47,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from scoring import uscc as uscc_check
 from scoring.errors import ScoringError
 from scoring.explain_parts import Explainer
+from scoring.hashing import quoted
 from scoring.lift import Explained, lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
 from service.api.caches.memory import ReadCache
@@ -262,10 +262,6 @@ CHUNK_ROWS = 2_000
 """Rows written to one piece of a streamed year."""
 
 
-def _quoted(text: str) -> str:
-    return str(encode_basestring(text))
-
-
 PLAIN_JSON = re.compile(r'(?:"[A-Za-z0-9_.-]*"|[\[\]{}0-9:, -])*')
 """Stored vetoes and points JSON (`json.dumps` of codes and whole numbers) that becomes compact by
 dropping the spaces after its separators."""
@@ -303,14 +299,14 @@ class GradeWriter:
 
     def row(self, r: Mapping[str, Any]) -> str:
         public = (
-            f'{{"uscc":{_quoted(r["uscc"])},"name":{_quoted(r["name"])},'
-            f'"status":{_quoted(r.get("status") or "operating")},"score":{int(r["score"])},'
-            f'"grade":{_quoted(r["grade"])},"vetoed":{"true" if r["vetoed"] else "false"}'
+            f'{{"uscc":{quoted(r["uscc"])},"name":{quoted(r["name"])},'
+            f'"status":{quoted(r.get("status") or "operating")},"score":{int(r["score"])},'
+            f'"grade":{quoted(r["grade"])},"vetoed":{"true" if r["vetoed"] else "false"}'
         )
         if not self.full:
             return public + "}"
         return (
-            f'{public},"licence_no":{_quoted(r["licence_no"])},'
+            f'{public},"licence_no":{quoted(r["licence_no"])},'
             f'"vetoes":{self._compact(r["vetoes"])},"points":{self._compact(r["points"])}'
             f"{self._risk(int(r['score']))}}}"
         )

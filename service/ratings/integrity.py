@@ -34,7 +34,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection
 
-from scoring.hashing import canonical_json, json_sha256
+from scoring.hashing import canonical_json, json_sha256, quoted
 from service.core.errors import Conflict, NotConfigured
 from service.ratings.snapshots import Snapshot, as_dict, every, rows_of
 
@@ -130,17 +129,13 @@ def _row_text(r: dict[str, Any]) -> str:
     year hashes a row for each institution."""
     status = r.get("status")
     return (
-        f'{{"explanation":{_quoted(r["explanation"])},"grade":{_quoted(r["grade"])},'
-        f'"licence_no":{_quoted(r["licence_no"])},"name":{_quoted(r["name"])},'
-        f'"points":{_quoted(r["points"])},"score":{int.__repr__(r["score"])},'
-        + (f'"status":{_quoted(status)},' if status else "")
-        + f'"uscc":{_quoted(r["uscc"])},"vetoed":{"true" if r["vetoed"] else "false"},'
-        f'"vetoes":{_quoted(r["vetoes"])}}}'
+        f'{{"explanation":{quoted(r["explanation"])},"grade":{quoted(r["grade"])},'
+        f'"licence_no":{quoted(r["licence_no"])},"name":{quoted(r["name"])},'
+        f'"points":{quoted(r["points"])},"score":{int.__repr__(r["score"])},'
+        + (f'"status":{quoted(status)},' if status else "")
+        + f'"uscc":{quoted(r["uscc"])},"vetoed":{"true" if r["vetoed"] else "false"},'
+        f'"vetoes":{quoted(r["vetoes"])}}}'
     )
-
-
-def _quoted(text: str) -> str:
-    return str(encode_basestring(text))
 
 
 def _hashed_row(r: dict[str, Any]) -> dict[str, Any]:
