@@ -28,6 +28,7 @@ kept), goes on to the route.
 from __future__ import annotations
 
 import asyncio
+import gc
 import base64
 import binascii
 import json
@@ -159,7 +160,14 @@ class PublishedYears:
                 return None
             if known is not None and known.snapshot.id == snap.id:
                 return known
-            return self._load(conn, snap)
+            loaded = self._load(conn, snap)
+        if loaded is not None:
+            # The year lives as long as it is kept: tens of thousands of objects that every
+            # full collection would walk again, a pause for every request under way (as at
+            # start-up, `service.api.app.settled`).
+            gc.collect()
+            gc.freeze()
+        return loaded
 
     def _load(self, conn: Any, snap: snapshots.Snapshot) -> PublishedYear | None:
         rows = snapshots.grades_of(conn, snap)
