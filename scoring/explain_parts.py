@@ -12,11 +12,13 @@ A snapshot therefore stores:
   counted and why, and the institution's input digest (its score, grade, vetoes and points
   kept are the row's own columns).
 
-`explanation(shared, row, kept, own)` joins them into the `Explanation` that
+`Explainer(shared).explanation(row, own)` joins them into the `Explanation` that
 `scoring.explain.explain_all` gives for the same institution: equal as a model, and so the same
-JSON (`tests/test_explain_parts.py` compares them on districts with every kind of finding). The
-parts are built without a pydantic model per finding and joined without validation: they are
-this module's own output, as stored under the snapshot's content hash.
+JSON; `.json(row, own)` writes that JSON straight from the parts, and `.figures(row, own)` gives
+what `scoring.lift` reads, as plain tuples (`tests/test_explain_parts.py` compares all three with
+the models on districts with every kind of finding). The parts are built without a pydantic
+model per finding and joined without validation: they are this module's own output, as stored
+under the snapshot's content hash.
 """
 
 from __future__ import annotations
@@ -151,9 +153,15 @@ class Figures(NamedTuple):
     indicators: list[_Indicator]
 
 
+class _Piece(NamedTuple):
+    text: str  # as in the explanation's JSON, after a comma but for the first indicator
+    figures: _Indicator
+    model: IndicatorExplanation
+
+
 class Kept(NamedTuple):
     """A row's points kept by indicator code, and each indicator's text and figures for them
-    with no finding (`Explainer._kept`)."""
+    with no finding (`Explainer._kept`): shared by the rows that keep the same points."""
 
     points: dict[str, int]
     texts: tuple[str, ...]
@@ -185,9 +193,8 @@ class Explainer:
         self.labels: dict[str, str] = parts["labels"]
         self.indicators: list[dict[str, Any]] = parts["indicators"]
         self.vetoes: list[dict[str, Any]] = parts["vetoes"]
-        self._unfound: dict[tuple[int, int], IndicatorExplanation] = {}
         self._points: dict[str, Kept] = {}
-        self._pieces: dict[tuple[int, int], tuple[str, _Indicator]] = {}
+        self._pieces: dict[tuple[int, int], _Piece] = {}
         self._index = {i["code"]: index for index, i in enumerate(self.indicators)}
         self._head = f',"year":{int(self.year)},"scale":{quoted(self.scale)},"score":'
         self._tail = (
@@ -304,18 +311,22 @@ class Explainer:
             pieces = [
                 self._piece(index, kept[i["code"]]) for index, i in enumerate(self.indicators)
             ]
-            known = Kept(kept, tuple(p[0] for p in pieces), tuple(p[1] for p in pieces))
+            known = Kept(kept, tuple(p.text for p in pieces), tuple(p.figures for p in pieces))
             if len(self._points) < 10_000:
                 self._points[points] = known
         return known
 
-    def _piece(self, index: int, kept: int) -> tuple[str, _Indicator]:
+    def _piece(self, index: int, kept: int) -> _Piece:
+        """Indicator `index` with no finding and `kept` points, as text, figures and model."""
         piece = self._pieces.get((index, kept))
         if piece is None:
             i = self.indicators[index]
             text = self._indicator_text(index, kept, [])
-            figures = _Indicator(i["code"], [], i["mode"], int(i["points"]), i["deduction"], kept)
-            piece = self._pieces[(index, kept)] = ("," + text if index else text, figures)
+            piece = self._pieces[(index, kept)] = _Piece(
+                "," + text if index else text,
+                _Indicator(i["code"], [], i["mode"], int(i["points"]), i["deduction"], kept),
+                self._made(index, kept, []),
+            )
         return piece
 
     def _indicator_text(self, index: int, kept: int, cited: list[dict[str, Any]]) -> str:
@@ -327,10 +338,7 @@ class Explainer:
         self, index: int, kept: int, findings: list[FindingCited] | None
     ) -> IndicatorExplanation:
         if findings is None:
-            known = self._unfound.get((index, kept))
-            if known is None:
-                known = self._unfound[(index, kept)] = self._made(index, kept, [])
-            return known
+            return self._piece(index, kept).model
         return self._made(index, kept, findings)
 
     def _made(self, index: int, kept: int, findings: list[FindingCited]) -> IndicatorExplanation:
