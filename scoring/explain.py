@@ -282,7 +282,7 @@ def _explain(
 
 def not_counted_reason(status: str, occurred_on: date, force: RulesInForce) -> str | None:
     """Why a finding of the year does not count (None: it counts). Shared with
-    `scoring.explain_json`, which writes the same explanations as text."""
+    `scoring.explain_parts`, which stores the same explanations in parts."""
     if status != "active":
         return f"status {status}: kept on record, not counted"
     if occurred_on < force.counts_from:
