@@ -29,10 +29,11 @@ from service.api.caches.memory import ReadCache
 from service.api.keys import Role
 from service.api.published import GradeWriter, PublishedYears, risks
 from service.api.schemas import GradeFull, GradePublic, RatingFull, RatingPublic, SnapshotPublic
+from service.core import tables
 from service.core.database import reading, writing
 from service.core.settings import Settings
 from service.core.tables import api_keys
-from service.ratings import publishing, snapshots
+from service.ratings import integrity, publishing, snapshots
 from service.ratings.publicity import publicity
 from tests.conftest import Live
 
@@ -222,6 +223,54 @@ def test_a_lookup_from_memory_is_the_routes_answer(
             assert fast.headers["content-type"] == route.headers["content-type"]
             explained = fast.json()["explanation"] is not None
             assert explained == (role in ("analyst", "supervisor"))
+
+
+def test_a_snapshot_stored_whole_is_served_as_one_stored_in_parts(
+    live: Live, http: httpx.Client, year: snapshots.Snapshot
+) -> None:
+    """Snapshots stored before migration 0007 hold each explanation whole: they verify, and a
+    supervisor sees the same explanation and lift as from one stored in parts, from memory and
+    from the route."""
+    supervisor = live.as_("supervisor")
+    codes = [r["uscc"] for r in http.get(f"/v1/ratings/{YEAR}").json()["institutions"]]
+    in_parts = {c: http.get(f"/v1/ratings/{YEAR}/{c}", headers=supervisor).json() for c in codes}
+    with writing(live.engine) as conn:  # a correction, stored as versions before 0007 stored it
+        draft = publishing.compute_draft(conn, rules=RULES, year=YEAR, scale="four", by="tests")
+        whole = [
+            {**r, "explanation": snapshots.explained(draft, r).model_dump_json()}
+            for r in snapshots.rows_of(conn, draft)
+        ]
+        for r in whole:
+            conn.execute(
+                tables.snapshot_rows.update()
+                .where(tables.snapshot_rows.c.snapshot_id == draft.id)
+                .where(tables.snapshot_rows.c.uscc == r["uscc"])
+                .values(explanation=r["explanation"])
+            )
+        header = {**snapshots.as_dict(draft), "explanation_parts": None}
+        conn.execute(
+            tables.snapshots.update()
+            .where(tables.snapshots.c.id == draft.id)
+            .values(explanation_parts=None, content_hash=integrity.content_hash(header, whole))
+        )
+    with writing(live.engine) as conn:
+        stored = publishing.publish(
+            conn, year=YEAR, revision=draft.revision, reason="复核更正", by="tests"
+        )
+    assert stored.explanation_parts is None
+    with reading(live.engine) as conn:
+        assert integrity.check(conn).problems == []
+    for code in codes:
+        fast = http.get(f"/v1/ratings/{YEAR}/{code}", headers=supervisor)
+        route = http.get(
+            f"/v1/ratings/{YEAR}/{code}?revision={stored.revision}", headers=supervisor
+        )
+        assert fast.status_code == route.status_code == 200
+        assert fast.content == route.content
+        answer = fast.json()
+        assert answer["snapshot"]["revision"] == stored.revision
+        assert answer["explanation"] == in_parts[code]["explanation"]
+        assert answer["lift"] == in_parts[code]["lift"]
 
 
 def test_access_stays_as_strict_for_a_year_in_memory(
