@@ -28,9 +28,9 @@ kept), goes on to the route.
 from __future__ import annotations
 
 import asyncio
-import gc
 import base64
 import binascii
+import gc
 import json
 import re
 import sqlite3
