@@ -47,7 +47,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring import uscc as uscc_check
 from scoring.errors import ScoringError
-from scoring.explain_parts import Explainer
 from scoring.hashing import quoted
 from scoring.lift import Explained, lift
 from scoring.rules import MAX_YEAR, MIN_YEAR, RuleSet, RulesInForce
@@ -76,15 +75,14 @@ ROW_OVERHEAD = 900
 @dataclass
 class PublishedYear:
     """A year's published snapshot and its rows (but their explanations), best first
-    (`snapshots.grades_of`) and by code; with the rows' own parts of their explanations and
-    what joins them, when the snapshot stores them in parts."""
+    (`snapshots.grades_of`) and by code; with the rows' own parts of their explanations when
+    the snapshot stores them in parts."""
 
     snapshot: snapshots.Snapshot
     rows: list[dict[str, Any]]
     by_uscc: dict[str, dict[str, Any]]
     size: int
     owns: dict[str, str] | None = None  # each row's own parts, by code
-    explainer: Explainer | None = None
     writers: dict[bool, GradeWriter] = field(default_factory=dict)  # by full view, once
     checked: Hashable | None = None  # the generation at which it was confirmed published
     meta: bytes | None = None  # its SnapshotPublic JSON, made once with the service's settings
@@ -191,7 +189,6 @@ class PublishedYears:
             by_uscc={r["uscc"]: r for r in rows},
             size=size,
             owns=owns,
-            explainer=Explainer(snap.explanation_parts) if snap.explanation_parts else None,
         )
 
     def explanation(self, entry: PublishedYear, uscc: str) -> str:
@@ -436,10 +433,12 @@ class FastLookups:
         """The explanation and lift members of the answer, and its closing brace: written from
         the parts kept in memory, or read whole from the database (then in a thread)."""
         explained: Explained
-        if entry.owns is not None and entry.explainer is not None:
+        parts = entry.snapshot.explanation_parts
+        if entry.owns is not None and parts is not None:
+            explainer = snapshots.explainer(parts)
             own = json.loads(entry.owns[row["uscc"]])
-            explained = entry.explainer.figures(row, own)
-            written = entry.explainer.json(row, own).encode("utf-8")
+            explained = explainer.figures(row, own)
+            written = explainer.json(row, own).encode("utf-8")
         else:
             stored = self.years.explanation(entry, row["uscc"])
             model = snapshots.explained(entry.snapshot, {**row, "explanation": stored})

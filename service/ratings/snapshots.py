@@ -152,12 +152,13 @@ def explained(snapshot: Snapshot, row: Mapping[str, Any]) -> Explanation:
     `scoring.explain_parts`), or whole (snapshots stored before migration 0007)."""
     if snapshot.explanation_parts is None:
         return Explanation.model_validate_json(row["explanation"])
-    explainer = _explainer(snapshot.explanation_parts)
-    return explainer.explanation(row, row["explanation"])
+    return explainer(snapshot.explanation_parts).explanation(row, row["explanation"])
 
 
 @lru_cache(maxsize=16)
-def _explainer(shared: str) -> Explainer:
+def explainer(shared: str) -> Explainer:
+    """The `Explainer` of a snapshot's shared explanation parts: one per snapshot, whose
+    pieces (made once for each points kept) serve every read of it."""
     return Explainer(shared)
 
 
