@@ -38,7 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.run import OUT, ROOT, _generate, in_fresh_process, machine, mark
+from benchmarks.run import OUT, ROOT, _generate, in_fresh_process, last_json, machine, mark
 
 TARGETS = {"parquet": 2.0, "csv": 3.0, "peak_gib": 2.5}
 
@@ -178,17 +178,9 @@ def _cli(data: Path, source: str, form: str, year: int) -> dict[str, Any]:
         "  'cpu_s': usage.ru_utime + usage.ru_stime, 'peak_gib': usage.ru_maxrss / 2**20,\n"
         "  'stderr': done.stderr.decode(errors='replace')[-2000:]}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(output), *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": (done.stderr or done.stdout)[-2000:]}
+    result = last_json([sys.executable, "-c", probe, str(output), *command])
+    if "error" in result:
+        return result
     if result["rc"] != 0:
         return {"error": result["stderr"]}
     result.pop("stderr")

@@ -153,9 +153,15 @@ def _generate(data: Path, args: argparse.Namespace, measure: Any) -> dict[str, A
 
 def in_fresh_process(module: str, *args: str) -> dict[str, Any]:
     """`python -m module args…` in a process of its own (its peak memory its own), and the one
-    JSON object it prints last; `{"error": …}` with the end of its output when there is none."""
+    JSON object it prints last (`last_json`)."""
+    return last_json([sys.executable, "-m", module, *args])
+
+
+def last_json(command: list[str]) -> dict[str, Any]:
+    """`command` run from the repository, and the one JSON object it prints last; `{"error": …}`
+    with the end of its output when there is none."""
     done = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        command,
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -108,32 +108,28 @@ def read_inputs(
     beside the checks' temporaries; should a column fail to read, both files are read and
     checked again the usual way, so that the failure is reported as any unreadable file is.
     """
+
+    def checked(
+        read: Callable[[Path], tuple[Raw | None, ProblemList]],
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        institutions, institution_problems = read(institutions_path)
+        findings, finding_problems = read(findings_path)
+        return validate(
+            institutions,
+            findings,
+            rules=rules,
+            institutions_file=str(institutions_path),
+            findings_file=str(findings_path),
+            reading=(institution_problems, finding_problems),
+            keep=keep,
+        )
+
     if keep != (None, None):
         try:
-            institutions, institution_problems = read_columns(institutions_path)
-            findings, finding_problems = read_columns(findings_path)
-            return validate(
-                institutions,
-                findings,
-                rules=rules,
-                institutions_file=str(institutions_path),
-                findings_file=str(findings_path),
-                reading=(institution_problems, finding_problems),
-                keep=keep,
-            )
+            return checked(read_columns)
         except (pa.ArrowException, OSError):
             pass
-    institutions, institution_problems = read_raw(institutions_path)
-    findings, finding_problems = read_raw(findings_path)
-    return validate(
-        institutions,
-        findings,
-        rules=rules,
-        institutions_file=str(institutions_path),
-        findings_file=str(findings_path),
-        reading=(institution_problems, finding_problems),
-        keep=keep,
-    )
+    return checked(read_raw)
 
 
 def read_columns(path: Path) -> tuple[Raw | None, ProblemList]:
