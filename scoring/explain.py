@@ -124,27 +124,41 @@ def record_lines(frame: pd.DataFrame, fields: Iterable[str]) -> list[str]:
     """Each record of `frame` (`records`) as its "ordered" canonical JSON, column by column: a
     column of text or whole numbers is written at once, anything else as `json` writes it."""
     present = [f for f in fields if f in frame.columns]
-    columns = []
-    for values in _columns(frame, present):
-        kinds = set(map(type, values))
-        if kinds <= {str}:
-            columns.append(list(map(quoted, values)))
-        elif kinds <= {int}:
-            columns.append(list(map(int.__repr__, values)))
-        else:  # rare (a missing value): record by record
-            return [canonical_json(r, "ordered") for r in records(frame, present)]
-    template = "{" + ", ".join(f"{quoted(f)}: %s" for f in present) + "}"
-    return [template % values for values in zip(*columns, strict=True)]
+    return _lines(present, _columns(frame, present))
 
 
 def records(frame: pd.DataFrame, fields: Iterable[str]) -> list[dict[str, Any]]:
     """Plain records of the given fields (those `frame` has), dates as ISO text, counts as
     int, column by column."""
     present = [f for f in fields if f in frame.columns]
-    return [
-        dict(zip(present, values, strict=True))
-        for values in zip(*_columns(frame, present), strict=True)
-    ]
+    return _records(present, _columns(frame, present))
+
+
+def records_and_lines(
+    frame: pd.DataFrame, fields: Iterable[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`records` and `record_lines` of `frame`, its columns read once for both."""
+    present = [f for f in fields if f in frame.columns]
+    columns = _columns(frame, present)
+    return _records(present, columns), _lines(present, columns)
+
+
+def _records(present: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _lines(present: list[str], columns: list[list[Any]]) -> list[str]:
+    written = []
+    for values in columns:
+        kinds = set(map(type, values))
+        if kinds <= {str}:
+            written.append(list(map(quoted, values)))
+        elif kinds <= {int}:
+            written.append(list(map(int.__repr__, values)))
+        else:  # rare (a missing value): record by record
+            return [canonical_json(r, "ordered") for r in _records(present, columns)]
+    template = "{" + ", ".join(f"{quoted(f)}: %s" for f in present) + "}"
+    return [template % values for values in zip(*written, strict=True)]
 
 
 def _columns(frame: pd.DataFrame, present: list[str]) -> list[list[Any]]:

@@ -43,7 +43,7 @@ from scoring.explain import (
     in_year,
     not_counted_reason,
     record_lines,
-    records,
+    records_and_lines,
 )
 from scoring.hashing import canonical_json, quoted
 from scoring.rules import RulesInForce
@@ -83,8 +83,7 @@ class YearInputs:
     def of(cls, institutions: pd.DataFrame, findings: pd.DataFrame, year: int) -> YearInputs:
         of_year = in_year(findings, year)
         found: dict[str, list[Found]] = {}
-        found_records = records(of_year, FINDING_FIELDS)
-        for record, line in zip(found_records, record_lines(of_year, FINDING_FIELDS), strict=True):
+        for record, line in zip(*records_and_lines(of_year, FINDING_FIELDS), strict=True):
             found.setdefault(record["uscc"], []).append((record, line))
         lines = record_lines(institutions, INSTITUTION_FIELDS)
         return cls(year, dict(zip(institutions["uscc"].tolist(), lines, strict=True)), found)
